@@ -1,0 +1,170 @@
+"""Typed schemas for the Hydra config. YAML under conf/ holds values; these dataclasses hold types and
+the rules between fields, so a typo or a wrong type fails when Hydra composes the config.
+
+`run.py` converts the composed DictConfig to an `AppConfig` once (`OmegaConf.to_object`); everything
+below the entry point takes these plain dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+AG_NEWS_BASE_URL = "https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv"
+GLOVE_6B_URLS = (
+    "https://nlp.stanford.edu/data/glove.6B.zip",
+    "https://huggingface.co/stanfordnlp/glove/resolve/main/glove.6B.zip",
+)
+GLOVE_6B_DIMS = (50, 100, 200, 300)
+
+
+class EmbeddingKind(str, Enum):
+    learned = "learned"  # nn.Embedding initialised at random and trained
+    glove = "glove"  # nn.Embedding initialised from GloVe 6B vectors
+
+
+class OovInit(str, Enum):
+    zeros = "zeros"  # torchtext's Vectors behaviour for words GloVe lacks
+    random = "random"  # small normal noise, so fine-tuning can separate unknown words
+
+
+class Pooling(str, Enum):
+    last = "last"  # lstm_out[:, -1, :] as the notebook: reads past the padding of shorter texts
+    last_valid = "last_valid"  # the state at each text's own last token
+    mean = "mean"  # mean over each text's valid steps
+    max = "max"  # max over each text's valid steps
+
+
+class OptimizerName(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class LrDecay(str, Enum):
+    never = "never"
+    # The notebook's rule: StepLR.step() after an epoch whose train accuracy beats validation accuracy.
+    train_beats_val = "train_beats_val"
+
+
+@dataclass
+class DataConfig:
+    dir: str | None = None  # a folder with train.csv and test.csv: read as is, no download, no checksum
+    cache_dir: str | None = None  # downloads and caches; default $AGNEWS_CACHE_DIR, then the user cache dir
+    url: str = AG_NEWS_BASE_URL  # where {train,test}.csv are downloaded from (a mirror must match the md5s)
+    val_fraction: float = 0.05  # stratified share of train held out for validation
+    min_freq: int = 1  # tokens seen fewer times in train map to <unk>
+    max_vocab_size: int | None = None  # cap on vocab entries, the two specials included
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.min_freq < 1:
+            raise ValueError(f"data.min_freq must be >= 1, got {self.min_freq}")
+        if self.max_vocab_size is not None and self.max_vocab_size < 3:
+            raise ValueError(f"data.max_vocab_size must be >= 3 (two specials + a word), got {self.max_vocab_size}")
+
+
+@dataclass
+class EmbeddingConfig:
+    name: str = "learned"  # how the report labels this embedding
+    kind: EmbeddingKind = EmbeddingKind.learned
+    dim: int = 32
+    freeze: bool = False  # keep pretrained vectors fixed (glove) instead of fine-tuning them
+    path: str | None = None  # local GloVe file: .txt, .txt.gz or a .zip holding glove.6B.<dim>d.txt
+    oov: OovInit = OovInit.zeros
+    urls: list[str] = field(default_factory=lambda: list(GLOVE_6B_URLS))  # tried in order
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ValueError(f"embedding.dim must be positive, got {self.dim}")
+        if self.kind is EmbeddingKind.glove and self.dim not in GLOVE_6B_DIMS:
+            raise ValueError(f"embedding.dim={self.dim}: GloVe 6B comes in {GLOVE_6B_DIMS} dimensions")
+        if self.kind is EmbeddingKind.learned and (self.path or self.freeze):
+            raise ValueError("embedding.path and embedding.freeze apply to kind=glove, not to learned embeddings")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "small"
+    hidden_size: int = 64
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0  # between LSTM layers and before the classifier
+    pooling: Pooling = Pooling.last
+
+    def __post_init__(self) -> None:
+        if self.hidden_size < 1 or self.num_layers < 1:
+            raise ValueError("model.hidden_size and model.num_layers must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class OptimizerConfig:
+    name: OptimizerName = OptimizerName.sgd
+    lr: float = 5.0
+    momentum: float = 0.0  # sgd only
+    weight_decay: float = 0.0
+    grad_clip: float | None = 0.1  # max gradient norm; null disables clipping
+    lr_decay: LrDecay = LrDecay.train_beats_val
+    lr_gamma: float = 0.1  # factor applied at each decay step
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optimizer.lr must be positive, got {self.lr}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"optimizer.grad_clip must be positive or null, got {self.grad_clip}")
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    device: str = "auto"  # auto = cuda, then mps, then cpu; or any torch device string
+    log_interval: int = 500  # batches between progress log lines
+    bucket_by_length: bool = True  # batch texts of similar length (still shuffled) to waste less on padding
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.log_interval < 1:
+            raise ValueError("trainer.epochs, trainer.batch_size and trainer.log_interval must be positive")
+
+
+@dataclass
+class AppConfig:
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Store the schemas so conf/ can extend them: conf/config.yaml starts from `base_config`,
+    conf/<group>/<option>.yaml from `base_<group>`."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=AppConfig)
+    store.store(group="embedding", name="base_embedding", node=EmbeddingConfig)
+    store.store(group="model", name="base_model", node=ModelConfig)
+    store.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
+
+
+def to_plain_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (enums as their values), for results.json."""
+    from dataclasses import asdict
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Enum):
+            return value.value
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(item) for item in value]
+        return value
+
+    return plain(asdict(config))
