@@ -1,0 +1,78 @@
+"""The LSTM text classifier. `pooling=last` with one layer of 64 is the course notebook's model exactly;
+the other poolings read only each text's real tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from agnews.config import Pooling
+
+
+class LSTMClassifier(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        num_classes: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        pooling: Pooling = Pooling.last,
+        pretrained: torch.Tensor | None = None,  # [vocab_size, embedding_dim] initial embedding weights
+        freeze_embedding: bool = False,
+    ):
+        super().__init__()
+        self.pooling = Pooling(pooling)
+        if pretrained is not None:
+            if tuple(pretrained.shape) != (vocab_size, embedding_dim):
+                raise ValueError(f"pretrained weights {tuple(pretrained.shape)} != ({vocab_size}, {embedding_dim})")
+            self.embedding = nn.Embedding.from_pretrained(pretrained.float(), freeze=freeze_embedding)
+        else:
+            # No padding_idx, as the notebook: with pooling=last the LSTM reads pads, so their vector is learned.
+            self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.lstm = nn.LSTM(
+            embedding_dim,
+            hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """token_ids: [B, T] right-padded; lengths: [B] real token counts (on the CPU). Returns logits [B, C]."""
+        embedded = self.embedding(token_ids)  # [B, T, E]
+        if self.pooling is Pooling.last:
+            outputs, _ = self.lstm(embedded)  # [B, T, D*H]
+            return self.classifier(self.dropout(outputs[:, -1, :]))
+
+        # Packing skips the pads entirely: the backward direction of a BiLSTM then starts at each text's
+        # own last token, and h_n holds each text's state after its last real token.
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed_outputs, (h_n, _) = self.lstm(packed)
+        if self.pooling is Pooling.last_valid:
+            # h_n: [num_layers * D, B, H]; the last layer's directions are its final D entries.
+            directions = 2 if self.lstm.bidirectional else 1
+            pooled = torch.cat(list(h_n[-directions:]), dim=-1)  # [B, D*H]
+            return self.classifier(self.dropout(pooled))
+
+        outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=token_ids.size(1))
+        valid = torch.arange(token_ids.size(1), device=lengths.device)[None, :] < lengths[:, None]
+        valid = valid.to(outputs.device).unsqueeze(-1)  # [B, T, 1]
+        if self.pooling is Pooling.mean:
+            pooled = (outputs * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+        else:  # Pooling.max
+            pooled = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
+        return self.classifier(self.dropout(pooled))
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(all, trainable) parameter counts."""
+    total = sum(parameter.numel() for parameter in model.parameters())
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    return total, trainable

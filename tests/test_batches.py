@@ -1,0 +1,58 @@
+import numpy as np
+
+from agnews.batches import batch_indices, make_batch, stratified_split
+from agnews.text import PAD_INDEX, EncodedTexts
+
+
+def encoded_from(lists: list[list[int]]) -> EncodedTexts:
+    offsets = np.cumsum([0] + [len(ids) for ids in lists])
+    token_ids = np.array([i for ids in lists for i in ids], dtype=np.int64)
+    return EncodedTexts(token_ids=token_ids, offsets=offsets, labels=np.arange(len(lists)) % 4)
+
+
+def test_stratified_split_is_disjoint_stratified_and_reproducible():
+    labels = np.repeat([0, 1, 2, 3], [100, 200, 40, 60])
+    train, val = stratified_split(labels, 0.1, seed=3)
+    assert len(np.intersect1d(train, val)) == 0
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(labels)))
+    assert np.bincount(labels[val]).tolist() == [10, 20, 4, 6]
+    again_train, again_val = stratified_split(labels, 0.1, seed=3)
+    assert np.array_equal(val, again_val) and np.array_equal(train, again_train)
+    assert not np.array_equal(val, stratified_split(labels, 0.1, seed=4)[1])
+
+
+def test_batches_cover_every_index_once_and_shuffle_between_epochs():
+    lengths = np.random.default_rng(0).integers(1, 60, size=1003)
+    rng = np.random.default_rng(7)
+    epochs = [batch_indices(lengths, 32, rng, bucket_by_length=True) for _ in range(2)]
+    for batches in epochs:
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1003))
+        assert all(len(batch) <= 32 for batch in batches)
+    assert not np.array_equal(np.concatenate(epochs[0]), np.concatenate(epochs[1]))
+    first_batches = {tuple(sorted(batch)) for batch in epochs[0]}
+    assert first_batches != {tuple(sorted(batch)) for batch in epochs[1]}
+
+
+def test_bucketing_wastes_less_padding():
+    lengths = np.random.default_rng(1).integers(1, 100, size=3200)
+
+    def padded_cells(batches):
+        return sum(lengths[batch].max() * len(batch) for batch in batches)
+
+    plain = batch_indices(lengths, 64, np.random.default_rng(0), bucket_by_length=False)
+    bucketed = batch_indices(lengths, 64, np.random.default_rng(0), bucket_by_length=True)
+    assert padded_cells(bucketed) < 0.7 * padded_cells(plain)
+
+
+def test_evaluation_order_is_fixed():
+    lengths = np.array([5, 1, 3, 2])
+    assert [b.tolist() for b in batch_indices(lengths, 2, None, bucket_by_length=False)] == [[0, 1], [2, 3]]
+    assert [b.tolist() for b in batch_indices(lengths, 2, None, bucket_by_length=True)] == [[1, 3], [2, 0]]
+
+
+def test_make_batch_right_pads_with_pad_index():
+    data = encoded_from([[5, 6, 7], [8], [9, 10]])
+    token_ids, lengths, labels = make_batch(data, np.array([1, 0, 2]))
+    assert token_ids.tolist() == [[8, PAD_INDEX, PAD_INDEX], [5, 6, 7], [9, 10, PAD_INDEX]]
+    assert lengths.tolist() == [1, 3, 2]
+    assert labels.tolist() == [1, 0, 2]
