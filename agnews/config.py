@@ -8,7 +8,7 @@ below the entry point takes these plain dataclasses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 AG_NEWS_BASE_URL = "https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv"
@@ -19,30 +19,30 @@ GLOVE_6B_URLS = (
 GLOVE_6B_DIMS = (50, 100, 200, 300)
 
 
-class EmbeddingKind(str, Enum):
+class EmbeddingKind(StrEnum):
     learned = "learned"  # nn.Embedding initialised at random and trained
     glove = "glove"  # nn.Embedding initialised from GloVe 6B vectors
 
 
-class OovInit(str, Enum):
+class OovInit(StrEnum):
     zeros = "zeros"  # torchtext's Vectors behaviour for words GloVe lacks
     random = "random"  # small normal noise, so fine-tuning can separate unknown words
 
 
-class Pooling(str, Enum):
+class Pooling(StrEnum):
     last = "last"  # lstm_out[:, -1, :] as the notebook: reads past the padding of shorter texts
     last_valid = "last_valid"  # the state at each text's own last token
     mean = "mean"  # mean over each text's valid steps
     max = "max"  # max over each text's valid steps
 
 
-class OptimizerName(str, Enum):
+class OptimizerName(StrEnum):
     sgd = "sgd"
     adam = "adam"
     adamw = "adamw"
 
 
-class LrDecay(str, Enum):
+class LrDecay(StrEnum):
     never = "never"
     # The notebook's rule: StepLR.step() after an epoch whose train accuracy beats validation accuracy.
     train_beats_val = "train_beats_val"
@@ -54,6 +54,7 @@ class DataConfig:
     cache_dir: str | None = None  # downloads and caches; default $AGNEWS_CACHE_DIR, then the user cache dir
     url: str = AG_NEWS_BASE_URL  # where {train,test}.csv are downloaded from (a mirror must match the md5s)
     val_fraction: float = 0.05  # stratified share of train held out for validation
+    split_seed: int = 0  # which texts are held out; fixed apart from `seed` so all runs share one val set
     min_freq: int = 1  # tokens seen fewer times in train map to <unk>
     max_vocab_size: int | None = None  # cap on vocab entries, the two specials included
 

@@ -1,0 +1,87 @@
+"""Every option of every config group composes into a valid AppConfig; mistakes fail at compose time."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
+
+from agnews.config import AppConfig, EmbeddingKind, Pooling, register_configs
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = {
+    group: sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+    for group in ("embedding", "model", "optimizer")
+}
+
+
+def compose_config(*overrides: str, return_hydra_config: bool = False):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def test_groups_hold_the_designed_options():
+    assert GROUPS["embedding"] == ["glove100", "glove200", "glove300", "glove50", "learned"]
+    assert GROUPS["model"] == ["base", "large", "small"]
+    assert GROUPS["optimizer"] == ["adam", "adamw", "sgd"]
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g, options in GROUPS.items() for o in options])
+def test_every_option_composes_to_typed_config(group, option):
+    config = OmegaConf.to_object(compose_config(f"{group}={option}"))
+    assert isinstance(config, AppConfig)
+    assert getattr(config, group).name == option
+
+
+def test_defaults_are_the_notebook():
+    config = OmegaConf.to_object(compose_config())
+    assert (config.embedding.kind, config.embedding.dim) == (EmbeddingKind.learned, 32)
+    assert (config.model.hidden_size, config.model.num_layers, config.model.pooling) == (64, 1, Pooling.last)
+    assert (config.optimizer.name.value, config.optimizer.lr, config.optimizer.grad_clip) == ("sgd", 5.0, 0.1)
+    assert (config.trainer.epochs, config.trainer.batch_size, config.seed) == (10, 64, 0)
+
+
+@pytest.mark.parametrize("dim", [50, 100, 200, 300])
+def test_glove_options_carry_their_dimension(dim):
+    config = OmegaConf.to_object(compose_config(f"embedding=glove{dim}"))
+    assert (config.embedding.kind, config.embedding.dim) == (EmbeddingKind.glove, dim)
+
+
+def test_practica1_experiment_sweeps_five_embeddings_over_three_seeds():
+    config = compose_config("+experiment=practica1", return_hydra_config=True)
+    params = config.hydra.sweeper.params
+    assert params.embedding == "learned,glove50,glove100,glove200,glove300"
+    assert params.seed == "0,1,2"
+    assert config.hydra.mode.name == "MULTIRUN"
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "message"),
+    [
+        ("embedding.dimm=3", ConfigCompositionException, "dimm"),
+        ("trainer.epochs=ten", ConfigCompositionException, "epochs"),
+        ("model.pooling=average", ConfigCompositionException, "pooling"),
+        ("model=huge", ConfigCompositionException, "huge"),
+    ],
+)
+def test_mistakes_fail_at_compose_time(override, error, message):
+    with pytest.raises(error, match=message):
+        compose_config(override)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["embedding=glove50", "embedding.dim=64"], "GloVe 6B comes in"),
+        (["embedding.path=/x/glove.zip"], "apply to kind=glove"),
+        (["data.val_fraction=0"], "val_fraction"),
+        (["optimizer.lr=-1"], "optimizer.lr"),
+    ],
+)
+def test_cross_field_rules_fail_on_conversion(overrides, message):
+    config = compose_config(*overrides)
+    with pytest.raises((ValueError, ValidationError), match=message):
+        OmegaConf.to_object(config)
