@@ -62,3 +62,42 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("AGNEWS_CACHE_DIR", str(cache))
     return cache
+
+
+# Tiny AG-News-format data: each class has its own topic words, so a model can learn something in one epoch.
+TOPIC_WORDS = (
+    ("war", "minister", "election", "embassy", "troops"),
+    ("game", "team", "season", "coach", "league"),
+    ("stocks", "profit", "market", "shares", "bank"),
+    ("software", "space", "internet", "computer", "nasa"),
+)
+FILLER_WORDS = ("the", "a", "on", "after", "report", "says", "new", "today")
+
+
+def write_ag_news_csv(path: Path, rows_per_class: int, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    lines = []
+    for index in range(rows_per_class * 4):
+        label = index % 4
+        title = " ".join(rng.choice(TOPIC_WORDS[label] + FILLER_WORDS) for _ in range(rng.randint(2, 6)))
+        description = " ".join(rng.choice(TOPIC_WORDS[label] + FILLER_WORDS) for _ in range(rng.randint(3, 15)))
+        lines.append(f'"{label + 1}","{title.title()}","{description}."\n')
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+@pytest.fixture
+def topic_words() -> list[str]:
+    """Every class's topic words, the vocabulary a synthetic GloVe file should cover."""
+    return [word for topic in TOPIC_WORDS for word in topic]
+
+
+@pytest.fixture
+def ag_news_dir(tmp_path: Path) -> Path:
+    """A data.dir with 160 train and 40 test rows."""
+    folder = tmp_path / "ag_news"
+    folder.mkdir()
+    write_ag_news_csv(folder / "train.csv", rows_per_class=40, seed=1)
+    write_ag_news_csv(folder / "test.csv", rows_per_class=10, seed=2)
+    return folder

@@ -1,0 +1,172 @@
+"""One training run from a typed config: prepare data (once per process), build the model, train,
+evaluate on test with the best-validation weights, and record everything in the run directory."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agnews import data as ag_news
+from agnews.batches import stratified_split
+from agnews.config import AppConfig, DataConfig, EmbeddingConfig, EmbeddingKind, to_plain_dict
+from agnews.embeddings import EmbeddingMatrix, build_embedding_matrix, load_glove
+from agnews.model import LSTMClassifier, count_parameters
+from agnews.results import RESULTS_FORMAT, RunStatus, git_commit, write_run_results
+from agnews.storage import resolve_cache_dir
+from agnews.text import EncodedTexts, Vocab, build_vocab, encode, tokenize_all
+from agnews.train import DivergedError, evaluate, fit, select_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    vocab: Vocab
+    train: EncodedTexts
+    val: EncodedTexts
+    test: EncodedTexts
+
+
+# Later jobs of a sweep run in the same process (basic and joblib launchers reuse workers): keep what
+# they share. Keys hold everything the value depends on.
+_prepared: dict[tuple, PreparedData] = {}
+_embeddings: dict[tuple, EmbeddingMatrix] = {}
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
+    """AG News tokenised, numericalised with a vocab built on train, and split into train/val/test."""
+    cache_dir = resolve_cache_dir(config.cache_dir)
+    splits = ag_news.load_ag_news(config.dir, cache_dir, base_url=config.url, progress=progress)
+    key = (
+        *(_file_key(splits[name].source) for name in ag_news.SPLITS),
+        config.min_freq, config.max_vocab_size, config.val_fraction, config.split_seed,
+    )  # fmt: skip
+    if key in _prepared:
+        return _prepared[key]
+    started = time.perf_counter()
+    train_tokens = tokenize_all(splits["train"].texts)
+    vocab = build_vocab(train_tokens, config.min_freq, config.max_vocab_size)
+    train_all = encode(train_tokens, splits["train"].labels, vocab)
+    test = encode(tokenize_all(splits["test"].texts), splits["test"].labels, vocab)
+    train_indices, val_indices = stratified_split(train_all.labels, config.val_fraction, config.split_seed)
+    prepared = PreparedData(vocab, train_all.subset(train_indices), train_all.subset(val_indices), test)
+    log.info(
+        "Prepared data in %.2f s: vocab %d, train %d, val %d, test %d texts",
+        time.perf_counter() - started, len(vocab), len(prepared.train), len(prepared.val), len(test),
+    )  # fmt: skip
+    _prepared[key] = prepared
+    return prepared
+
+
+def prepare_embedding(config: EmbeddingConfig, vocab: Vocab, cache_dir: Path, seed: int, progress: bool = True):
+    """The GloVe matrix for `vocab` (an EmbeddingMatrix), or None for learned embeddings."""
+    if config.kind is EmbeddingKind.learned:
+        return None
+    key = (config.dim, config.path, str(cache_dir), tuple(config.urls), config.oov, id(vocab), seed)
+    if key not in _embeddings:
+        glove = load_glove(config.dim, cache_dir, path=config.path, urls=config.urls, progress=progress)
+        _embeddings[key] = build_embedding_matrix(vocab.itos, glove, config.oov, seed=seed)
+    matrix = _embeddings[key]
+    log.info("GloVe %dd covers %d of %d vocab words (%.1f%%)", config.dim, matrix.found, matrix.total,
+             100 * matrix.coverage)  # fmt: skip
+    return matrix
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def run_experiment(config: AppConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train and evaluate one configuration; results.json in `run_dir` tracks the run from its start."""
+    started = time.perf_counter()
+    device = select_device(config.trainer.device)
+    results: dict[str, Any] = {
+        "format": RESULTS_FORMAT,
+        "status": RunStatus.running.value,
+        "error": None,
+        "config": to_plain_dict(config),
+        "overrides": list(overrides or []),
+        "metrics": {},
+        "history": [],
+        "embedding_coverage": None,
+        "torch_version": torch.__version__,
+        "device": str(device),
+        "git_commit": git_commit(),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_run_results(run_dir, results)
+    try:
+        seed_everything(config.seed)
+        data = prepare_data(config.data, progress=config.trainer.progress_bar)
+        data.vocab.save(run_dir / "vocab.txt")
+        cache_dir = resolve_cache_dir(config.data.cache_dir)
+        matrix = prepare_embedding(config.embedding, data.vocab, cache_dir, config.seed, config.trainer.progress_bar)
+        if matrix is not None:
+            results["embedding_coverage"] = {"found": matrix.found, "total": matrix.total}
+        model = LSTMClassifier(
+            vocab_size=len(data.vocab),
+            embedding_dim=config.embedding.dim,
+            hidden_size=config.model.hidden_size,
+            num_classes=len(ag_news.CLASS_NAMES),
+            num_layers=config.model.num_layers,
+            bidirectional=config.model.bidirectional,
+            dropout=config.model.dropout,
+            pooling=config.model.pooling,
+            pretrained=None if matrix is None else torch.from_numpy(matrix.weights),
+            freeze_embedding=config.embedding.freeze,
+        ).to(device)
+        total, trainable = count_parameters(model)
+        results.update(num_parameters=total, num_trainable_parameters=trainable)
+        log.info("Model: %d parameters (%d trainable) on %s", total, trainable, device)
+
+        def checkpoint_history(progress) -> None:
+            results["history"] = progress.history
+            write_run_results(run_dir, results)
+
+        fitted = fit(model, data.train, data.val, config.trainer, config.optimizer, device, config.seed,
+                     on_epoch_end=checkpoint_history)  # fmt: skip
+        model.load_state_dict(fitted.best_state)
+        test_loss, test_acc = evaluate(model, data.test, config.trainer.batch_size, device,
+                                       config.trainer.bucket_by_length)  # fmt: skip
+        last = fitted.history[-1]
+        results["metrics"] = {
+            "test_acc": test_acc,
+            "test_loss": test_loss,
+            "best_val_acc": fitted.best_val_acc,
+            "best_epoch": fitted.best_epoch,
+            "epochs": len(fitted.history),
+            "final_train_acc": last["train_acc"],
+            "final_train_loss": last["train_loss"],
+            "final_val_acc": last["val_acc"],
+        }
+        results["status"] = RunStatus.completed.value
+        log.info("Test accuracy %.2f%% with the weights of epoch %d (val %.2f%%)", 100 * test_acc,
+                 fitted.best_epoch, 100 * fitted.best_val_acc)  # fmt: skip
+    except DivergedError as error:
+        results.update(status=RunStatus.diverged.value, error=str(error))
+        log.error("Run diverged: %s", error)
+    except BaseException as error:
+        results.update(status=RunStatus.failed.value, error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        results["wall_time_s"] = time.perf_counter() - started
+        results["metrics"]["wall_time_s"] = results["wall_time_s"]
+        results["metrics"]["num_parameters"] = results.get("num_parameters")
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        write_run_results(run_dir, results)
+    return results

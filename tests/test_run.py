@@ -1,0 +1,116 @@
+"""Runs end to end: one run in-process on tiny data, and real multiruns in a subprocess."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agnews.config import AppConfig, DataConfig, EmbeddingConfig, EmbeddingKind, TrainerConfig
+from agnews.experiment import run_experiment
+from agnews.results import HISTORY_COLUMNS, RESULTS_FORMAT
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(data_dir: Path, **overrides) -> AppConfig:
+    trainer = TrainerConfig(epochs=2, batch_size=16, progress_bar=False)
+    return AppConfig(data=DataConfig(dir=str(data_dir), val_fraction=0.25), trainer=trainer, **overrides)
+
+
+def test_one_run_writes_complete_results(ag_news_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    results = run_experiment(tiny_config(ag_news_dir), run_dir, ["trainer.epochs=2"])
+
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    assert saved["format"] == RESULTS_FORMAT and saved["status"] == "completed" and saved["error"] is None
+    assert saved["overrides"] == ["trainer.epochs=2"]
+    assert saved["config"]["model"]["pooling"] == "last" and saved["config"]["seed"] == 0
+    metrics = saved["metrics"]
+    assert metrics["epochs"] == 2 and 1 <= metrics["best_epoch"] <= 2
+    assert 0.0 <= metrics["test_acc"] <= 1.0
+    assert metrics["best_val_acc"] == max(epoch["val_acc"] for epoch in saved["history"])
+    assert [epoch["epoch"] for epoch in saved["history"]] == [1, 2]
+    assert saved["num_parameters"] > 0 and saved["device"] == "cpu" and saved["wall_time_s"] > 0
+    with open(run_dir / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(HISTORY_COLUMNS) and len(rows) == 2
+    assert float(rows[1]["val_acc"]) == saved["history"][1]["val_acc"]
+    assert (run_dir / "vocab.txt").read_text().startswith("<pad>\n<unk>\n")
+
+
+def test_same_seed_gives_identical_metrics_on_cpu(ag_news_dir, tmp_path):
+    first = run_experiment(tiny_config(ag_news_dir), tmp_path / "a")
+    second = run_experiment(tiny_config(ag_news_dir), tmp_path / "b")
+    assert first["history"][-1]["train_loss"] == second["history"][-1]["train_loss"]
+    assert first["metrics"]["test_acc"] == second["metrics"]["test_acc"]
+    other_seed = run_experiment(tiny_config(ag_news_dir, seed=1), tmp_path / "c")
+    assert other_seed["history"][-1]["train_loss"] != first["history"][-1]["train_loss"]
+
+
+def write_glove_txt(path: Path, words: list[str], dim: int) -> None:
+    rng = np.random.default_rng(0)
+    lines = [word + " " + " ".join(f"{value:.5f}" for value in rng.normal(size=dim)) for word in words]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_glove_run_reports_coverage(ag_news_dir, tmp_path, topic_words):
+    glove = tmp_path / "glove.6B.50d.txt"
+    write_glove_txt(glove, [*topic_words, "the", ".", "not-in-the-data"], 50)
+    embedding = EmbeddingConfig(name="glove50", kind=EmbeddingKind.glove, dim=50, path=str(glove), freeze=True)
+    results = run_experiment(tiny_config(ag_news_dir, embedding=embedding), tmp_path / "run")
+    assert results["status"] == "completed"
+    coverage = results["embedding_coverage"]
+    assert coverage["found"] == 22  # the topic words, "the" and "." appear in the tiny data; nothing else is in GloVe
+    assert coverage["total"] > coverage["found"]
+    assert results["num_parameters"] - results["num_trainable_parameters"] == 50 * (coverage["total"] + 2)
+
+
+def run_cli(*args: str, env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env_extra or {})}
+    command = [sys.executable, "-m", "agnews.run", *args]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def sweep_args(ag_news_dir: Path, sweep_dir: Path) -> list[str]:
+    return [
+        "--multirun", f"data.dir={ag_news_dir}", "data.val_fraction=0.25", "trainer.epochs=1",
+        "trainer.batch_size=16", "trainer.progress_bar=false", f"hydra.sweep.dir={sweep_dir}", "seed=0,1",
+    ]  # fmt: skip
+
+
+def read_summary(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "launcher",
+    [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+    ids=["basic", "joblib", "submitit_local"],
+)
+def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, launcher):
+    sweep_dir = tmp_path / "sweep"
+    completed = run_cli(*sweep_args(ag_news_dir, sweep_dir), *launcher)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = read_summary(sweep_dir)
+    assert [(row["seed"], row["status"]) for row in rows] == [("0", "completed"), ("1", "completed")]
+    for row in rows:
+        results = json.loads((sweep_dir / row["job"] / "results.json").read_text())
+        assert float(row["test_acc"]) == results["metrics"]["test_acc"]
+        assert float(row["best_val_acc"]) == results["metrics"]["best_val_acc"]
+        assert row["epochs"] == "1"
+
+
+@pytest.mark.slow
+def test_bad_override_exits_non_zero_with_hydras_message(ag_news_dir, tmp_path):
+    completed = run_cli("embedding.dimm=3", f"data.dir={ag_news_dir}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert completed.returncode != 0
+    assert "Key 'dimm' not in 'EmbeddingConfig'" in completed.stderr
+    assert not (tmp_path / "run" / "results.json").exists()
