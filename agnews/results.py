@@ -111,8 +111,8 @@ def summarize_job(job_dir: Path) -> dict[str, Any]:
     return row
 
 
-def write_summary(sweep_dir: Path) -> Path:
-    """Write summary.csv at the sweep root (atomically) and return its path."""
+def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Write summary.csv at the sweep root (atomically); return its rows."""
     rows = [summarize_job(job_dir) for job_dir in find_job_dirs(sweep_dir)]
     fixed = {"job", "status", "error", *SUMMARY_METRICS}
     override_keys = sorted({key for row in rows for key in row} - fixed)
@@ -123,9 +123,8 @@ def write_summary(sweep_dir: Path) -> Path:
     writer.writerows(rows)
     path = sweep_dir / SUMMARY_FILE
     atomic_write_text(path, buffer.getvalue())
-    not_done = [row["job"] for row in rows if row["status"] != RunStatus.completed.value]
-    log.info("Wrote %s: %d jobs, %d not completed %s", path, len(rows), len(not_done), not_done or "")
-    return path
+    log.info("Wrote %s: %d jobs", path, len(rows))
+    return rows
 
 
 def git_commit(source_dir: Path | None = None) -> str | None:
@@ -141,7 +140,14 @@ def git_commit(source_dir: Path | None = None) -> str | None:
 
 class SummaryCallback(Callback):
     """Hydra callback (conf/config.yaml: hydra.callbacks.summary) writing summary.csv when a multirun ends.
-    It runs in the launching process, also with the joblib and submitit launchers."""
+    It runs in the launching process, also with the joblib and submitit launchers. If any job did not
+    complete, it lists them and makes the command exit with status 1."""
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
-        write_summary(Path(config.hydra.sweep.dir))
+        rows = write_summary(Path(config.hydra.sweep.dir))
+        not_completed = [row for row in rows if row["status"] != RunStatus.completed.value]
+        if not_completed:
+            for row in not_completed:
+                log.error("Job %s %s: %s", row["job"], row["status"], row.get("error") or "no results")
+            log.error("%d of %d jobs did not complete; see summary.csv", len(not_completed), len(rows))
+            raise SystemExit(1)

@@ -3,25 +3,47 @@ converts it once to typed dataclasses, and hands them to `run_experiment`."""
 
 from __future__ import annotations
 
+import logging
+import math
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from agnews.config import AppConfig, register_configs
 from agnews.experiment import run_experiment
+from agnews.results import RunStatus
+from agnews.storage import AgnewsError
+
+log = logging.getLogger(__name__)
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Returns the best validation accuracy, the value a Hydra sweeper optimises."""
+    """Returns the best validation accuracy, the value a Hydra sweeper optimises (NaN if the run failed)."""
     config: AppConfig = OmegaConf.to_object(cfg)
     hydra_config = HydraConfig.get()
-    results = run_experiment(config, Path(hydra_config.runtime.output_dir), list(hydra_config.overrides.task))
-    return float(results["metrics"].get("best_val_acc", float("nan")))
+    in_sweep = hydra_config.mode == RunMode.MULTIRUN
+    try:
+        results = run_experiment(config, Path(hydra_config.runtime.output_dir), list(hydra_config.overrides.task))
+    except Exception as error:
+        # results.json already says failed. In a sweep, the other jobs still run and the summary callback
+        # reports this one; alone, a user-fixable error is shown as its message, not a traceback.
+        if in_sweep:
+            log.error("Job failed: %s", error, exc_info=not isinstance(error, AgnewsError))
+            return math.nan
+        if isinstance(error, AgnewsError):
+            log.error("%s", error)
+            sys.exit(1)
+        raise
+    if results["status"] != RunStatus.completed and not in_sweep:
+        sys.exit(1)
+    return float(results["metrics"].get("best_val_acc", math.nan))
 
 
 if __name__ == "__main__":

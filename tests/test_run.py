@@ -114,3 +114,25 @@ def test_bad_override_exits_non_zero_with_hydras_message(ag_news_dir, tmp_path):
     assert completed.returncode != 0
     assert "Key 'dimm' not in 'EmbeddingConfig'" in completed.stderr
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_failed_job_is_recorded_and_the_sweep_goes_on(ag_news_dir, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [arg for arg in sweep_args(ag_news_dir, sweep_dir) if not arg.startswith(("data.dir", "seed"))]
+    completed = run_cli(*args, f"data.dir={tmp_path / 'missing'},{ag_news_dir}")
+    assert completed.returncode == 1
+    rows = read_summary(sweep_dir)
+    assert [row["status"] for row in rows] == ["failed", "completed"]
+    assert "missing" in rows[0]["error"] and "train.csv" in rows[0]["error"]
+    assert "1 of 2 jobs did not complete" in completed.stderr + completed.stdout
+
+
+@pytest.mark.slow
+def test_single_run_with_bad_input_shows_the_message_not_a_traceback(tmp_path):
+    run_dir = tmp_path / "run"
+    completed = run_cli(f"data.dir={tmp_path / 'missing'}", f"hydra.run.dir={run_dir}")
+    assert completed.returncode == 1
+    output = completed.stdout + completed.stderr
+    assert "train.csv" in output and "Traceback" not in output
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "failed"
