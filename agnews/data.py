@@ -239,12 +239,22 @@ def load_ag_news(
     progress: bool = True,
 ) -> dict[str, Split]:
     """The train and test splits: from data_dir as they are when given, else downloaded into cache_dir."""
+    paths = locate_ag_news(data_dir, cache_dir, base_url, md5, progress)
+    return {name: _read_cached(path, name) for name, path in paths.items()}
+
+
+def locate_ag_news(
+    data_dir: str | Path | None,
+    cache_dir: Path,
+    base_url: str = AG_NEWS_BASE_URL,
+    md5: Mapping[str, str] = CANONICAL_MD5,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """{split: CSV path}: the files in data_dir when given (checked to exist), else the downloaded ones."""
     # "" counts as not given, as an empty override on the command line (`data.dir=`) would be meant.
     if data_dir is not None and str(data_dir) != "":
-        paths = _local_paths(Path(data_dir).expanduser())
-    else:
-        paths = download_ag_news(cache_dir, base_url, md5, progress)
-    return {name: _read_cached(path, name) for name, path in paths.items()}
+        return _local_paths(Path(data_dir).expanduser())
+    return download_ag_news(cache_dir, base_url, md5, progress)
 
 
 def _local_paths(folder: Path) -> dict[str, Path]:

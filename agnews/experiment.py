@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,71 +14,35 @@ import numpy as np
 import torch
 
 from agnews import data as ag_news
-from agnews.batches import stratified_split
-from agnews.config import AppConfig, DataConfig, EmbeddingConfig, EmbeddingKind, to_plain_dict
+from agnews.config import AppConfig, EmbeddingConfig, EmbeddingKind, OovInit, to_plain_dict
 from agnews.embeddings import EmbeddingMatrix, build_embedding_matrix, load_glove
 from agnews.model import LSTMClassifier, count_parameters
+from agnews.prepare import prepare_data
 from agnews.results import RESULTS_FORMAT, RunStatus, git_commit, write_run_results
 from agnews.storage import resolve_cache_dir
-from agnews.text import EncodedTexts, Vocab, build_vocab, encode, tokenize_all
+from agnews.text import Vocab
 from agnews.train import DivergedError, evaluate, fit, select_device
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PreparedData:
-    vocab: Vocab
-    train: EncodedTexts
-    val: EncodedTexts
-    test: EncodedTexts
-
-
-# Later jobs of a sweep run in the same process (basic and joblib launchers reuse workers): keep what
-# they share. Keys hold everything the value depends on.
-_prepared: dict[tuple, PreparedData] = {}
-_embeddings: dict[tuple, EmbeddingMatrix] = {}
-
-
-def _file_key(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
-
-def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
-    """AG News tokenised, numericalised with a vocab built on train, and split into train/val/test."""
-    cache_dir = resolve_cache_dir(config.cache_dir)
-    splits = ag_news.load_ag_news(config.dir, cache_dir, base_url=config.url, progress=progress)
-    key = (
-        *(_file_key(splits[name].source) for name in ag_news.SPLITS),
-        config.min_freq, config.max_vocab_size, config.val_fraction, config.split_seed,
-    )  # fmt: skip
-    if key in _prepared:
-        return _prepared[key]
-    started = time.perf_counter()
-    train_tokens = tokenize_all(splits["train"].texts)
-    vocab = build_vocab(train_tokens, config.min_freq, config.max_vocab_size)
-    train_all = encode(train_tokens, splits["train"].labels, vocab)
-    test = encode(tokenize_all(splits["test"].texts), splits["test"].labels, vocab)
-    train_indices, val_indices = stratified_split(train_all.labels, config.val_fraction, config.split_seed)
-    prepared = PreparedData(vocab, train_all.subset(train_indices), train_all.subset(val_indices), test)
-    log.info(
-        "Prepared data in %.2f s: vocab %d, train %d, val %d, test %d texts",
-        time.perf_counter() - started, len(vocab), len(prepared.train), len(prepared.val), len(test),
-    )  # fmt: skip
-    _prepared[key] = prepared
-    return prepared
+# Consecutive jobs of a sweep in one process (basic and joblib launchers reuse workers) usually share
+# the embedding and differ in seed: keep the last matrix built. Only one, as a glove300 matrix for a full
+# AG News vocab is over 100 MB. The key holds everything the matrix depends on.
+_last_embedding: dict[tuple, EmbeddingMatrix] = {}
 
 
 def prepare_embedding(config: EmbeddingConfig, vocab: Vocab, cache_dir: Path, seed: int, progress: bool = True):
     """The GloVe matrix for `vocab` (an EmbeddingMatrix), or None for learned embeddings."""
     if config.kind is EmbeddingKind.learned:
         return None
-    key = (config.dim, config.path, str(cache_dir), tuple(config.urls), config.oov, id(vocab), seed)
-    if key not in _embeddings:
+    oov_seed = seed if config.oov is OovInit.random else None
+    key = (config.dim, config.path, str(cache_dir), tuple(config.urls), config.oov, id(vocab), oov_seed)
+    if key not in _last_embedding:
         glove = load_glove(config.dim, cache_dir, path=config.path, urls=config.urls, progress=progress)
-        _embeddings[key] = build_embedding_matrix(vocab.itos, glove, config.oov, seed=seed)
-    matrix = _embeddings[key]
+        _last_embedding.clear()
+        _last_embedding[key] = build_embedding_matrix(vocab.itos, glove, config.oov, seed=seed)
+    matrix = _last_embedding[key]
     log.info("GloVe %dd covers %d of %d vocab words (%.1f%%)", config.dim, matrix.found, matrix.total,
              100 * matrix.coverage)  # fmt: skip
     return matrix

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,30 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **open_kwargs) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing) for the block, across processes.
+
+    Used around building a shared cache entry, so that jobs starting together (joblib workers, Slurm
+    array jobs) wait for one builder instead of each redoing the work; the waiter then finds the entry.
+    POSIX flock; where that is missing (Windows) the block runs unlocked, and the atomic renames still
+    keep the cache consistent.
+    """
+    if sys.platform == "win32":
+        yield
+        return
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _current_umask() -> int:
