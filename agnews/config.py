@@ -36,6 +36,13 @@ class Pooling(StrEnum):
     max = "max"  # max over each text's valid steps
 
 
+class Precision(StrEnum):
+    auto = "auto"  # float16 mixed precision on CUDA, float32 elsewhere (CPU autocast is slower there)
+    fp32 = "fp32"
+    bf16 = "bf16"  # bfloat16 autocast on any device
+    fp16 = "fp16"  # float16 autocast, with loss scaling on CUDA
+
+
 class OptimizerName(StrEnum):
     sgd = "sgd"
     adam = "adam"
@@ -126,11 +133,16 @@ class TrainerConfig:
     device: str = "auto"  # auto = cuda, then mps, then cpu; or any torch device string
     log_interval: int = 500  # batches between progress log lines
     bucket_by_length: bool = True  # batch texts of similar length (still shuffled) to waste less on padding
+    precision: Precision = Precision.auto
+    patience: int | None = None  # stop after this many epochs without a better val accuracy; null: never
+    checkpoint: bool = True  # save a resumable checkpoint.pt after every epoch (removed when the run ends)
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.log_interval < 1:
             raise ValueError("trainer.epochs, trainer.batch_size and trainer.log_interval must be positive")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"trainer.patience must be positive or null, got {self.patience}")
 
 
 @dataclass
@@ -141,6 +153,9 @@ class AppConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
+    # Rerun into an existing run/sweep directory: skip completed runs with the same config, continue
+    # killed or failed ones from their last checkpoint. Without it, an existing run is never touched.
+    resume: bool = False
 
 
 def register_configs() -> None:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from agnews.config import Pooling
+from agnews.config import EmbeddingConfig, ModelConfig, Pooling
 
 
 class LSTMClassifier(nn.Module):
@@ -69,6 +69,25 @@ class LSTMClassifier(nn.Module):
         else:  # Pooling.max
             pooled = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
         return self.classifier(self.dropout(pooled))
+
+
+def build_model(
+    model: ModelConfig, embedding: EmbeddingConfig, vocab_size: int, num_classes: int,
+    pretrained: torch.Tensor | None = None,
+) -> LSTMClassifier:  # fmt: skip
+    """The classifier a config describes; `pretrained` ([vocab_size, embedding.dim]) seeds the embedding."""
+    return LSTMClassifier(
+        vocab_size=vocab_size,
+        embedding_dim=embedding.dim,
+        hidden_size=model.hidden_size,
+        num_classes=num_classes,
+        num_layers=model.num_layers,
+        bidirectional=model.bidirectional,
+        dropout=model.dropout,
+        pooling=model.pooling,
+        pretrained=pretrained,
+        freeze_embedding=embedding.freeze,
+    )
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

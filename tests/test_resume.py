@@ -1,0 +1,179 @@
+"""Runs that survive: checkpoints, resume after a kill, refusing foreign or changed runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from agnews import checkpoint, experiment
+from agnews.config import AppConfig, DataConfig, OptimizerConfig, OptimizerName, Precision, TrainerConfig
+from agnews.experiment import run_experiment
+from agnews.storage import AgnewsError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def config_for(data_dir: Path, epochs: int = 3, **trainer) -> AppConfig:
+    trainer_config = TrainerConfig(epochs=epochs, batch_size=16, progress_bar=False, **trainer)
+    return AppConfig(data=DataConfig(dir=str(data_dir), val_fraction=0.25), trainer=trainer_config)
+
+
+def kill_after_checkpoint(monkeypatch, epochs_done: int) -> None:
+    """Make the run die (as a kill would) right after the checkpoint of epoch `epochs_done` is written."""
+    real_save = checkpoint.save
+
+    def save_then_die(path, content):
+        real_save(path, content)
+        if path.name == checkpoint.CHECKPOINT_FILE and len(content["history"]) == epochs_done:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+
+
+def test_resumed_run_computes_what_an_uninterrupted_one_does(ag_news_dir, tmp_path, monkeypatch):
+    uninterrupted = run_experiment(config_for(ag_news_dir), tmp_path / "whole")
+    assert not (tmp_path / "whole" / checkpoint.CHECKPOINT_FILE).exists()  # removed once the run ended
+
+    with monkeypatch.context() as patch:
+        kill_after_checkpoint(patch, epochs_done=2)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config_for(ag_news_dir), tmp_path / "killed")
+    assert (tmp_path / "killed" / checkpoint.CHECKPOINT_FILE).exists()
+    resumed = run_experiment(replace(config_for(ag_news_dir), resume=True), tmp_path / "killed")
+
+    assert resumed["status"] == "completed" and resumed["resumed_after_epoch"] == 2
+    assert [epoch["epoch"] for epoch in resumed["history"]] == [1, 2, 3]
+    for key in ("train_loss", "train_acc", "val_acc", "lr"):
+        assert [e[key] for e in resumed["history"]] == [e[key] for e in uninterrupted["history"]]
+    assert resumed["metrics"]["test_acc"] == uninterrupted["metrics"]["test_acc"]
+
+
+def test_completed_run_is_skipped_on_resume(ag_news_dir, tmp_path, monkeypatch):
+    first = run_experiment(config_for(ag_news_dir, epochs=1), tmp_path / "run")
+    monkeypatch.setattr(experiment, "fit", lambda *args, **kwargs: pytest.fail("a completed run was retrained"))
+    again = run_experiment(replace(config_for(ag_news_dir, epochs=1), resume=True, trainer=replace(
+        config_for(ag_news_dir, epochs=1).trainer, progress_bar=True, log_interval=7)), tmp_path / "run")  # fmt: skip
+    assert again["started_at"] == first["started_at"] and again["metrics"] == json.loads(json.dumps(first["metrics"]))
+
+
+def test_existing_run_is_never_touched_without_resume(ag_news_dir, tmp_path):
+    run_experiment(config_for(ag_news_dir, epochs=1), tmp_path / "run")
+    before = (tmp_path / "run" / "results.json").read_bytes()
+    with pytest.raises(AgnewsError, match=r"already holds a run.*resume=true"):
+        run_experiment(config_for(ag_news_dir, epochs=1), tmp_path / "run")
+    assert (tmp_path / "run" / "results.json").read_bytes() == before
+
+
+def test_changed_config_is_not_mixed_with_old_results(ag_news_dir, tmp_path):
+    run_experiment(config_for(ag_news_dir, epochs=1), tmp_path / "run")
+    changed = replace(config_for(ag_news_dir, epochs=1), resume=True, seed=7)
+    with pytest.raises(AgnewsError, match=r"another config \(seed: 0 -> 7\)"):
+        run_experiment(changed, tmp_path / "run")
+
+
+def test_checkpoint_from_another_config_is_refused_not_loaded(ag_news_dir, tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        kill_after_checkpoint(patch, epochs_done=1)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config_for(ag_news_dir), tmp_path / "run")
+    (tmp_path / "run" / "results.json").unlink()  # only the checkpoint is left
+    other = replace(config_for(ag_news_dir), resume=True, optimizer=OptimizerConfig(lr=1.0))
+    with pytest.raises(AgnewsError, match=r"checkpoint.pt was made by a different config \(optimizer.lr: 5.0 -> 1.0"):
+        run_experiment(other, tmp_path / "run")
+
+
+def test_corrupt_checkpoint_gets_a_clear_error(ag_news_dir, tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        kill_after_checkpoint(patch, epochs_done=1)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config_for(ag_news_dir), tmp_path / "run")
+    path = tmp_path / "run" / checkpoint.CHECKPOINT_FILE
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(AgnewsError, match=r"checkpoint\.pt cannot be read.*delete it"):
+        run_experiment(replace(config_for(ag_news_dir), resume=True), tmp_path / "run")
+
+
+def test_run_directory_that_cannot_be_written(ag_news_dir, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the run directory should be")
+    with pytest.raises(AgnewsError, match=r"cannot write to the run directory.*hydra\.run\.dir"):
+        run_experiment(config_for(ag_news_dir, epochs=1), blocker / "run")
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(ag_news_dir, tmp_path):
+    frozen = OptimizerConfig(name=OptimizerName.adam, lr=1e-12, grad_clip=None)  # val accuracy cannot improve
+    config = replace(config_for(ag_news_dir, epochs=6, patience=2), optimizer=frozen)
+    results = run_experiment(config, tmp_path / "run")
+    assert results["metrics"]["stopped_early"] is True
+    assert results["metrics"]["best_epoch"] == 1 and len(results["history"]) == 3
+
+
+def test_diverging_run_is_recorded_as_such(ag_news_dir, tmp_path):
+    exploding = OptimizerConfig(lr=float("inf"), grad_clip=None)  # the first step makes the weights NaN
+    results = run_experiment(replace(config_for(ag_news_dir), optimizer=exploding), tmp_path / "run")
+    assert results["status"] == "diverged" and "loss became" in results["error"]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "diverged"
+
+
+def test_bfloat16_autocast_path_trains(ag_news_dir, tmp_path):
+    results = run_experiment(config_for(ag_news_dir, epochs=1, precision=Precision.bf16), tmp_path / "run")
+    assert results["status"] == "completed" and results["history"][0]["train_loss"] > 0
+
+
+def test_best_model_file_loads_safely(ag_news_dir, tmp_path):
+    results = run_experiment(config_for(ag_news_dir, epochs=2), tmp_path / "run")
+    saved = torch.load(tmp_path / "run" / checkpoint.MODEL_FILE, weights_only=True)
+    assert saved["format"] == checkpoint.MODEL_FORMAT and saved["best_epoch"] == results["metrics"]["best_epoch"]
+    assert saved["config"] == results["config"]
+
+
+def read_history(job_dir: Path) -> list[dict]:
+    try:
+        return json.loads((job_dir / "results.json").read_text())["history"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return []
+
+
+@pytest.mark.slow
+def test_sweep_killed_with_sigkill_resumes_to_every_job_complete_once(tmp_path):
+    from conftest import write_ag_news_csv
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_ag_news_csv(data_dir / "train.csv", rows_per_class=600, seed=1)  # epochs long enough to kill inside
+    write_ag_news_csv(data_dir / "test.csv", rows_per_class=50, seed=2)
+    sweep_dir = tmp_path / "sweep"
+    args = [sys.executable, "-m", "agnews.run", "--multirun", f"data.dir={data_dir}", "trainer.epochs=8",
+            "trainer.batch_size=16", "trainer.progress_bar=false", f"hydra.sweep.dir={sweep_dir}",
+            "seed=0,1"]  # fmt: skip
+    sweep = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while len(read_history(sweep_dir / "1")) < 2:  # job 0 is complete, job 1 mid-way
+        assert sweep.poll() is None, sweep.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "job 1 never reached its second epoch"
+        time.sleep(0.05)
+    os.killpg(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    before_kill = read_history(sweep_dir / "1")
+    assert json.loads((sweep_dir / "1" / "results.json").read_text())["status"] == "running"
+    assert not (sweep_dir / "summary.csv").exists()
+
+    resumed = subprocess.run([*args, "resume=true"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Skipping" in resumed.stderr + resumed.stdout  # job 0 was not retrained
+    job1 = json.loads((sweep_dir / "1" / "results.json").read_text())
+    assert job1["status"] == "completed"
+    assert 2 <= job1["resumed_after_epoch"] < 8
+    assert [epoch["epoch"] for epoch in job1["history"]] == list(range(1, 9))
+    kept = job1["resumed_after_epoch"]
+    assert job1["history"][:kept] == before_kill[:kept]  # the finished epochs were continued, not redone
+    summary = (sweep_dir / "summary.csv").read_text().splitlines()
+    assert len(summary) == 3 and all(",completed," in line for line in summary[1:])
+    assert not list(sweep_dir.glob("*/checkpoint.pt"))
