@@ -184,3 +184,16 @@ def to_plain_dict(config: Any) -> dict[str, Any]:
         return value
 
     return plain(asdict(config))
+
+
+def unknown_keys(raw: dict[str, Any], config: Any, prefix: str = "") -> list[str]:
+    """Keys of the composed config that the schema lacks. Hydra rejects them unless added with `+key=`;
+    converting to dataclasses would then drop them silently, so the entry point refuses them."""
+    known = to_plain_dict(config) if prefix == "" else config
+    found = []
+    for key, value in raw.items():
+        if key not in known:
+            found.append(f"{prefix}{key}")
+        elif isinstance(value, dict) and isinstance(known[key], dict):
+            found += unknown_keys(value, known[key], f"{prefix}{key}.")
+    return found

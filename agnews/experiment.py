@@ -22,7 +22,7 @@ from agnews.prepare import prepare_data
 from agnews.results import RESULTS_FORMAT, RunStatus, git_commit, read_run_results, write_run_results
 from agnews.storage import AgnewsError, resolve_cache_dir
 from agnews.text import Vocab
-from agnews.train import DivergedError, FitResult, evaluate, fit, select_device
+from agnews.train import DivergedError, FitResult, can_use_sparse_embedding, evaluate, fit, select_device
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,8 @@ def _train_and_test(config: AppConfig, run_dir: Path, device: torch.device, resu
         results["embedding_coverage"] = {"found": matrix.found, "total": matrix.total}
     pretrained = None if matrix is None else torch.from_numpy(matrix.weights)
     num_classes = len(ag_news.CLASS_NAMES)
-    model = build_model(config.model, config.embedding, len(data.vocab), num_classes, pretrained).to(device)
+    sparse = can_use_sparse_embedding(config.optimizer)
+    model = build_model(config.model, config.embedding, len(data.vocab), num_classes, pretrained, sparse).to(device)
     total, trainable = count_parameters(model)
     results.update(num_parameters=total, num_trainable_parameters=trainable)
     log.info("Model: %d parameters (%d trainable) on %s", total, trainable, device)

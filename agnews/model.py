@@ -23,16 +23,19 @@ class LSTMClassifier(nn.Module):
         pooling: Pooling = Pooling.last,
         pretrained: torch.Tensor | None = None,  # [vocab_size, embedding_dim] initial embedding weights
         freeze_embedding: bool = False,
+        sparse_embedding: bool = False,  # gradient rows for the batch's tokens only, not all [vocab_size, E]
     ):
         super().__init__()
         self.pooling = Pooling(pooling)
         if pretrained is not None:
             if tuple(pretrained.shape) != (vocab_size, embedding_dim):
                 raise ValueError(f"pretrained weights {tuple(pretrained.shape)} != ({vocab_size}, {embedding_dim})")
-            self.embedding = nn.Embedding.from_pretrained(pretrained.float(), freeze=freeze_embedding)
+            self.embedding = nn.Embedding.from_pretrained(
+                pretrained.float(), freeze=freeze_embedding, sparse=sparse_embedding
+            )
         else:
             # No padding_idx, as the notebook: with pooling=last the LSTM reads pads, so their vector is learned.
-            self.embedding = nn.Embedding(vocab_size, embedding_dim)
+            self.embedding = nn.Embedding(vocab_size, embedding_dim, sparse=sparse_embedding)
         self.lstm = nn.LSTM(
             embedding_dim,
             hidden_size,
@@ -73,7 +76,7 @@ class LSTMClassifier(nn.Module):
 
 def build_model(
     model: ModelConfig, embedding: EmbeddingConfig, vocab_size: int, num_classes: int,
-    pretrained: torch.Tensor | None = None,
+    pretrained: torch.Tensor | None = None, sparse_embedding: bool = False,
 ) -> LSTMClassifier:  # fmt: skip
     """The classifier a config describes; `pretrained` ([vocab_size, embedding.dim]) seeds the embedding."""
     return LSTMClassifier(
@@ -87,6 +90,7 @@ def build_model(
         pooling=model.pooling,
         pretrained=pretrained,
         freeze_embedding=embedding.freeze,
+        sparse_embedding=sparse_embedding,
     )
 
 

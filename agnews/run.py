@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from agnews.config import AppConfig, register_configs
+from agnews.config import AppConfig, register_configs, unknown_keys
 from agnews.experiment import run_experiment
 from agnews.results import RunStatus
 from agnews.storage import AgnewsError
@@ -27,6 +27,11 @@ register_configs()
 def main(cfg: DictConfig) -> float:
     """Returns the best validation accuracy, the value a Hydra sweeper optimises (NaN if the run failed)."""
     config: AppConfig = OmegaConf.to_object(cfg)
+    extra = unknown_keys(OmegaConf.to_container(cfg, resolve=True), config)
+    if extra:
+        log.error("Unknown config keys %s: agnews has no such settings (python -m agnews.run --cfg job lists them)",
+                  ", ".join(extra))  # fmt: skip
+        sys.exit(2)
     hydra_config = HydraConfig.get()
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
     try:

@@ -42,6 +42,27 @@ def select_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def can_use_sparse_embedding(config: OptimizerConfig) -> bool:
+    """Plain SGD (the notebook's) updates only the rows a batch touched when given sparse gradients, which
+    is exactly what the dense update does to them, without writing a [vocab_size, E] gradient every step.
+    Momentum and weight decay move untouched rows too, so they keep dense gradients."""
+    return config.name is OptimizerName.sgd and config.momentum == 0 and config.weight_decay == 0
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> None:
+    """torch's clip_grad_norm_, extended to sparse embedding gradients (which it rejects)."""
+    grads = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
+    if not any(grad.is_sparse for grad in grads):
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        return
+    # A sparse gradient may list a row more than once; coalescing sums those, giving the dense norm.
+    norms = [torch.linalg.vector_norm(grad.coalesce().values() if grad.is_sparse else grad) for grad in grads]
+    total_norm = torch.linalg.vector_norm(torch.stack(norms))
+    scale = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
+    for grad in grads:
+        grad.mul_(scale)
+
+
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     if config.name is OptimizerName.sgd:
@@ -103,7 +124,7 @@ def train_one_epoch(
         scaler.scale(loss).backward()
         if grad_clip is not None:
             scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            clip_gradients(model, grad_clip)
         scaler.step(optimizer)
         scaler.update()
 

@@ -136,3 +136,11 @@ def test_single_run_with_bad_input_shows_the_message_not_a_traceback(tmp_path):
     output = completed.stdout + completed.stderr
     assert "train.csv" in output and "Traceback" not in output
     assert json.loads((run_dir / "results.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_added_unknown_key_is_refused_not_dropped(ag_news_dir, tmp_path):
+    completed = run_cli("+embedding.dimension=64", f"data.dir={ag_news_dir}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert completed.returncode == 2
+    assert "Unknown config keys embedding.dimension" in completed.stdout + completed.stderr
+    assert not (tmp_path / "run" / "results.json").exists()

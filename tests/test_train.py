@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from agnews.config import OptimizerConfig, OptimizerName, TrainerConfig
+from agnews.model import LSTMClassifier
+from agnews.text import EncodedTexts
+from agnews.train import build_optimizer, can_use_sparse_embedding, clip_gradients, select_device, train_one_epoch
+
+
+def random_texts(count: int, vocab_size: int, seed: int) -> EncodedTexts:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 30, size=count)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    token_ids = rng.integers(0, vocab_size, size=offsets[-1])
+    return EncodedTexts(token_ids=token_ids, offsets=offsets, labels=rng.integers(0, 4, size=count))
+
+
+def train_copy(sparse: bool, data: EncodedTexts) -> LSTMClassifier:
+    torch.manual_seed(0)
+    model = LSTMClassifier(500, 16, 8, 4, sparse_embedding=sparse)
+    config = OptimizerConfig()  # the notebook's SGD: lr 5, clip 0.1
+    trainer = TrainerConfig(batch_size=16, progress_bar=False)
+    train_one_epoch(model, data, build_optimizer(model, config), trainer, config.grad_clip, torch.device("cpu"),
+                    np.random.default_rng(0))  # fmt: skip
+    return model
+
+
+def test_sparse_embedding_gradients_train_exactly_as_dense_ones():
+    data = random_texts(200, 500, seed=1)
+    dense, sparse = train_copy(False, data), train_copy(True, data)
+    for (name, a), (_, b) in zip(dense.named_parameters(), sparse.named_parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_clip_gradients_matches_torch_on_sparse_and_dense():
+    torch.manual_seed(0)
+    tokens = torch.tensor([[1, 2, 2, 3], [3, 3, 4, 0]])  # repeated rows: the sparse gradient lists them twice
+    grads = {}
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        model = LSTMClassifier(10, 4, 3, 4, sparse_embedding=sparse)
+        model(tokens, torch.tensor([4, 4])).pow(2).sum().backward()
+        clip_gradients(model, 0.01)
+        grads[sparse] = [p.grad.to_dense() for p in model.parameters()]
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads[True]]))
+    assert total == pytest.approx(0.01, rel=1e-4)
+    for dense_grad, sparse_grad in zip(grads[False], grads[True], strict=True):
+        torch.testing.assert_close(dense_grad, sparse_grad)
+
+
+def test_sparse_only_where_it_computes_the_same():
+    assert can_use_sparse_embedding(OptimizerConfig())
+    assert not can_use_sparse_embedding(OptimizerConfig(momentum=0.9))
+    assert not can_use_sparse_embedding(OptimizerConfig(weight_decay=1e-4))
+    assert not can_use_sparse_embedding(OptimizerConfig(name=OptimizerName.adam, lr=1e-3))
+
+
+def test_device_selection():
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(Exception, match="not a torch device"):
+        select_device("gpu-please")
