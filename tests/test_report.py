@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from agnews.report import find_latest_sweep, load_runs, main, render_markdown, summarize, t_quantile_975
+from agnews.findings import render_markdown
+from agnews.report import main
+from agnews.summary import find_latest_sweep, load_runs, summarize, t_quantile_975
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -282,7 +284,7 @@ def test_unreadable_results_names_the_file(tmp_path, capsys):
 
 def test_no_glove_runs_skips_the_dimension_plot(tmp_path, caplog):
     sweep = write_sweep(tmp_path / "s", {"learned": [0.8, 0.81]})
-    with caplog.at_level("INFO", logger="agnews.report"):
+    with caplog.at_level("INFO", logger="agnews.plots"):
         assert main([str(sweep)]) == 0
     assert "skipping accuracy_vs_dim.png" in caplog.text
     assert not (sweep / "report" / "accuracy_vs_dim.png").exists()

@@ -1,0 +1,190 @@
+"""The report in words: the summary as a display table, and sentences generated from its numbers
+(which embedding is best, whether GloVe beats learned, whether the gaps exceed the seed-to-seed spread)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from agnews.results import RESULTS_FILE, RunStatus
+from agnews.storage import atomic_write_text
+from agnews.summary import BASELINE, summary_keys
+
+
+def _pct(value: float, template: str = "{:.2f}") -> str:
+    return "" if pd.isna(value) else template.format(100 * value)
+
+
+def format_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as display strings: accuracies in %, spreads and differences in percentage points."""
+    keys = summary_keys(summary)
+    table = pd.DataFrame({key: summary[key].map(lambda value: "" if pd.isna(value) else str(value)) for key in keys})
+    table["n"] = summary.n.astype(str)
+    table["test acc (%)"] = summary.test_acc_mean.map(_pct)
+    table["sd (pp)"] = summary.test_acc_sd.map(_pct)
+    table["95 % CI (%)"] = [
+        "" if pd.isna(low) else f"[{_pct(low)}, {_pct(high)}]"
+        for low, high in zip(summary.test_acc_ci_low, summary.test_acc_ci_high, strict=True)
+    ]
+    table["best val acc (%)"] = summary.best_val_acc_mean.map(_pct)
+    table["vs learned (pp)"] = summary.delta_vs_learned.map(lambda value: _pct(value, "{:+.2f}"))
+    table["epoch (s)"] = summary.epoch_time_s_mean.map(lambda value: "" if pd.isna(value) else f"{value:.1f}")
+    for count in ("failed", "diverged", "unfinished"):
+        table[count] = summary[f"n_{count}"].astype(str)
+    return table
+
+
+def markdown_table(table: pd.DataFrame, text_columns: int) -> str:
+    """A pipe table: the first `text_columns` left-aligned, the numbers right-aligned."""
+    align = [":---" if index < text_columns else "---:" for index in range(len(table.columns))]
+    rows = [list(table.columns), align, *(list(row) for row in table.itertuples(index=False))]
+    return "\n".join("| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows)
+
+
+def _name(row: pd.Series, keys: list[str]) -> str:
+    others = ", ".join(f"{key}={row[key]}" for key in keys[1:])
+    return f"{row['embedding']} ({others})" if others else str(row["embedding"])
+
+
+def _overlap(a: pd.Series, b: pd.Series) -> bool | None:
+    """Whether two rows' 95 % intervals overlap; None when either has none (a single seed)."""
+    if pd.isna(a.test_acc_ci_low) or pd.isna(b.test_acc_ci_low):
+        return None
+    return bool(a.test_acc_ci_low <= b.test_acc_ci_high and b.test_acc_ci_low <= a.test_acc_ci_high)
+
+
+SPREAD = {
+    None: " One side has a single seed and so no interval: seed noise cannot be ruled out.",
+    True: " Their 95 % intervals overlap, so the gap is within the seed-to-seed spread.",
+    False: " Their 95 % intervals do not overlap, so the gap exceeds the seed-to-seed spread.",
+}
+
+
+def _glove_vs_learned(learned: pd.DataFrame, glove: pd.DataFrame, prefix: str) -> list[str]:
+    if learned.empty or glove.empty:
+        missing = "learned-embedding run, so there is no baseline" if learned.empty else "GloVe run to compare"
+        return [f"{prefix}No completed {missing}."] if len(learned) + len(glove) else []
+    base, top = learned.iloc[0], glove.loc[glove.test_acc_mean.idxmax()]
+    gap = 100 * (top.test_acc_mean - base.test_acc_mean)
+    accuracies = f"{_pct(top.test_acc_mean)} % vs {_pct(base.test_acc_mean)} %"
+    if gap > 0:
+        wins = int((glove.test_acc_mean > base.test_acc_mean).sum())
+        text = (
+            f"{prefix}GloVe beats learned embeddings: the best, {top.embedding}, by {gap:.2f} percentage points "
+            f"({accuracies}); {wins} of {len(glove)} GloVe sizes beat learned."
+        )
+    else:
+        text = (
+            f"{prefix}Learned embeddings match or beat every GloVe size: the best, {top.embedding}, "
+            f"trails by {-gap:.2f} percentage points ({accuracies})."
+        )
+    return [text + SPREAD[_overlap(top, base)]]
+
+
+def _glove_sizes(glove: pd.DataFrame, prefix: str) -> list[str]:
+    if len(glove) < 2:
+        return (
+            [f"{prefix}Only {glove.embedding.iloc[0]} completed, so the effect of the GloVe size is unknown."]
+            if len(glove)
+            else []
+        )
+    by_dim = glove.sort_values("embedding_dim")
+    top = glove.loc[glove.test_acc_mean.idxmax()]
+    sizes = ", ".join(f"{row.embedding} {_pct(row.test_acc_mean)} %" for _, row in by_dim.iterrows())
+    text = f"{prefix}Among GloVe sizes {top.embedding} is best ({sizes})."
+    rivals = [row for _, row in by_dim.iterrows() if row.embedding != top.embedding]
+    overlaps = [_overlap(top, row) for row in rivals]
+    if None in overlaps:
+        text += " Some sizes have a single seed and so no interval: more seeds are needed to tell sizes apart."
+    elif any(overlaps):
+        close = ", ".join(row.embedding for row, overlap in zip(rivals, overlaps, strict=True) if overlap)
+        text += f" Its 95 % interval overlaps those of {close}: these differences are within the seed-to-seed spread."
+    else:
+        text += " Its 95 % interval overlaps no other size's: its lead exceeds the seed-to-seed spread."
+    return [text]
+
+
+def findings(summary: pd.DataFrame) -> list[str]:
+    """Plain-words sentences generated from the summary's numbers."""
+    keys = summary_keys(summary)
+    done = summary[summary.n > 0]
+    if done.empty:
+        return ["No run completed, so there is no accuracy to compare."]
+    best = done.loc[done.test_acc_mean.idxmax()]
+    interval = (
+        ""
+        if pd.isna(best.test_acc_ci_low)
+        else f", 95 % CI {_pct(best.test_acc_ci_low)}–{_pct(best.test_acc_ci_high)} %"
+    )
+    sentences = [
+        f"Best: {_name(best, keys)}, {_pct(best.test_acc_mean)} % mean test accuracy over {best.n} seeds{interval}."
+    ]
+    blocks = done.groupby(keys[1:], dropna=False, sort=False) if keys[1:] else [((), done)]
+    for values, block in blocks:
+        prefix = "For " + ", ".join(f"{key}={value}" for key, value in zip(keys[1:], values, strict=True)) + ": "
+        prefix = prefix if keys[1:] else ""
+        glove = block[block.embedding_kind == "glove"]
+        sentences += _glove_vs_learned(block[block.embedding == BASELINE], glove, prefix)
+        sentences += _glove_sizes(glove, prefix)
+    counts = {name: int(summary[f"n_{name}"].sum()) for name in ("failed", "diverged", "unfinished")}
+    if sum(counts.values()):
+        total = int(summary.n.sum()) + sum(counts.values())
+        detail = ", ".join(f"{count} {name}" for name, count in counts.items())
+        sentences.append(
+            f"{sum(counts.values())} of {total} runs did not complete ({detail}): "
+            "counted in the table, left out of the means, listed below."
+        )
+    else:
+        sentences.append(f"All {int(summary.n.sum())} runs completed.")
+    return sentences
+
+
+STATUS_TEXT = {
+    RunStatus.running: "unfinished (results.json still says running: killed, or not done yet)",
+    RunStatus.unfinished: f"unfinished (no {RESULTS_FILE})",
+}
+
+
+def incomplete_runs(runs: pd.DataFrame, keys: list[str]) -> list[str]:
+    """A line per run that did not complete, saying which job it is and why."""
+    several = runs.sweep.nunique() > 1
+    lines = []
+    for run in runs[runs.status != RunStatus.completed].to_dict("records"):
+        seed = "seed unknown" if pd.isna(run["seed"]) else f"seed {run['seed']}"
+        what = ", ".join([str(run["embedding"]), *(f"{key}={run[key]}" for key in keys[1:]), seed])
+        error = (str(run["error"]).strip().splitlines() or [""])[0]
+        where = f"{run['sweep']}/{run['job']}" if several else f"job {run['job']}"
+        lines.append(
+            f"{where} ({what}): {STATUS_TEXT.get(run['status'], run['status'])}{': ' + error if error else ''}"
+        )
+    return lines
+
+
+def render_markdown(summary: pd.DataFrame, runs: pd.DataFrame, plots: Sequence[Path] = ()) -> str:
+    keys = summary_keys(summary)
+    sweeps = ", ".join(f"`{sweep}`" for sweep in dict.fromkeys(runs.sweep))
+    lines = [
+        "# AG News sweep report",
+        "",
+        f"{len(runs)} runs from {sweeps}. Test accuracy over seeds: mean, sample standard deviation (sd) and "
+        "95 % Student-t interval of the mean. n counts completed runs; sd and the difference from learned "
+        "embeddings are in percentage points (pp).",
+        "",
+        markdown_table(format_table(summary), len(keys)),
+        "",
+        "## Findings",
+        "",
+        *(f"- {sentence}" for sentence in findings(summary)),
+    ]
+    incomplete = incomplete_runs(runs, keys)
+    if incomplete:
+        lines += ["", "## Runs that did not complete", "", *(f"- {line}" for line in incomplete)]
+    lines += [item for plot in plots for item in ("", f"![{plot.stem.replace('_', ' ')}]({plot.name})")]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(summary: pd.DataFrame, runs: pd.DataFrame, path: Path, plots: Sequence[Path] = ()) -> Path:
+    atomic_write_text(path, render_markdown(summary, runs, plots))
+    return path
