@@ -25,7 +25,7 @@ MODEL_FORMAT = "agnews-model/1"
 
 # Settings that do not change what a run computes: a run may resume with other values for these.
 _NOT_PART_OF_THE_RUN = {("resume",), ("trainer", "progress_bar"), ("trainer", "log_interval"),
-                        ("trainer", "device"), ("data", "cache_dir")}  # fmt: skip
+                        ("trainer", "device"), ("trainer", "num_threads"), ("data", "cache_dir")}  # fmt: skip
 
 
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -137,8 +137,13 @@ class TrainerConfig:
     patience: int | None = None  # stop after this many epochs without a better val accuracy; null: never
     checkpoint: bool = True  # save a resumable checkpoint.pt after every epoch (removed when the run ends)
     progress_bar: bool = True
+    # CPU threads for torch; null keeps torch's default (all cores). Set cores / n_jobs when several jobs
+    # share a machine (joblib launcher): oversubscribed OpenMP threads slow the LSTM down by 10x and more.
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"trainer.num_threads must be positive or null, got {self.num_threads}")
         if self.epochs < 1 or self.batch_size < 1 or self.log_interval < 1:
             raise ValueError("trainer.epochs, trainer.batch_size and trainer.log_interval must be positive")
         if self.patience is not None and self.patience < 1:

@@ -69,6 +69,8 @@ def run_experiment(config: AppConfig, run_dir: Path, overrides: list[str] | None
         (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
         return previous
     started = time.perf_counter()
+    if config.trainer.num_threads is not None:
+        torch.set_num_threads(config.trainer.num_threads)
     device = select_device(config.trainer.device)
     results: dict[str, Any] = {
         "format": RESULTS_FORMAT,

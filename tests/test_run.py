@@ -92,7 +92,7 @@ def read_summary(sweep_dir: Path) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "launcher",
-    [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+    [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.num_threads=1"], ["hydra/launcher=submitit_local"]],
     ids=["basic", "joblib", "submitit_local"],
 )
 def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, launcher):
