@@ -3,6 +3,12 @@ files the test itself wrote."""
 
 from __future__ import annotations
 
+import os
+
+# Tiny models gain nothing from threads, and on a busy 2-core machine torch's OpenMP threads spin against
+# each other and make the suite 10x slower. Set before torch is imported; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import functools
 import http.server
 import socket

@@ -1,0 +1,271 @@
+"""Classify new texts with a finished run: `python -m agnews.predict RUN_DIR "Some headline"`.
+
+Needs only the run directory's `model.pt` (config, class names, best-validation weights, GloVe rows
+included) and `vocab.txt`; neither the training data nor the GloVe files. From a notebook:
+`load_predictor(run_dir).predict(texts)` gives the class probabilities, one row per text.
+
+A text's prediction never depends on the other texts it is given with: `pooling=last` models read the
+LSTM output after a batch's padding, so they see each text alone (a batch of one has no padding);
+the other poolings ignore padding and run in length-sorted batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from agnews import checkpoint
+from agnews.batches import make_batch
+from agnews.config import AppConfig, Pooling
+from agnews.data import read_split
+from agnews.model import LSTMClassifier, build_model
+from agnews.results import read_run_results
+from agnews.storage import AgnewsError, atomic_write_text
+from agnews.text import Vocab, encode, tokenize_all
+from agnews.train import select_device
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 256  # padding-invariant poolings only; big enough to keep the CPU busy, small in memory
+
+# What to do about a run directory without model.pt, by its results.json status.
+_NO_MODEL_HINTS = {
+    "running": "the run is still going, or was killed: wait for it to finish, or continue it with resume=true",
+    "failed": "the run failed before saving a model: fix the error and rerun it",
+    "diverged": "the run diverged before saving a model: rerun it with a lower optimizer.lr",
+    "completed": "model.pt was deleted or the run predates model files: rerun it",
+}
+
+
+@dataclass
+class Predictor:
+    model: LSTMClassifier  # in eval mode, on `device`
+    vocab: Vocab
+    config: AppConfig  # the config the run trained with
+    class_names: tuple[str, ...]
+    device: torch.device
+
+    @torch.inference_mode()
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, float32 [N, num_classes], row i for texts[i]."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a list of texts; wrap a single text in a list")
+        encoded = encode(tokenize_all(texts), np.zeros(len(texts), dtype=np.int64), self.vocab)
+        if self.model.pooling is Pooling.last:
+            batches = [np.array([index]) for index in range(len(texts))]
+        else:
+            order = np.argsort(encoded.lengths, kind="stable")  # similar lengths together: little padding
+            batches = np.split(order, range(BATCH_SIZE, len(order), BATCH_SIZE))
+        probabilities = np.zeros((len(texts), len(self.class_names)), dtype=np.float32)
+        for indices in batches:
+            if len(indices) == 0:
+                continue
+            token_ids, lengths, _ = make_batch(encoded, indices)  # [B, T], [B]
+            logits = self.model(token_ids.to(self.device), lengths).float()  # [B, C]
+            probabilities[indices] = torch.softmax(logits, dim=1).cpu().numpy()
+        return probabilities
+
+
+def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
+    """The best model of the run in `run_dir`, ready to predict on `device` (`auto`: cuda, mps, then cpu)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "is not a folder" if run_dir.exists() else "does not exist"
+        raise AgnewsError(f"run directory {run_dir} {what}; pass the folder of one run (outputs/DATE/TIME)")
+    model_path = run_dir / checkpoint.MODEL_FILE
+    if not model_path.is_file():
+        raise AgnewsError(_no_model_message(run_dir))
+    torch_device = _device(device)
+    try:
+        content = torch.load(model_path, map_location=torch_device, weights_only=True)
+    except Exception as error:  # truncated, corrupt, not a torch file, or not plain tensors and containers
+        raise AgnewsError(f"{model_path} cannot be read ({type(error).__name__}: {error})") from error
+    if not isinstance(content, dict) or content.get("format") != checkpoint.MODEL_FORMAT:
+        raise AgnewsError(f"{model_path} is not an agnews model file (format {checkpoint.MODEL_FORMAT!r}); "
+                          "rerun the training run to recreate it")  # fmt: skip
+    missing = [key for key in ("config", "state_dict", "class_names") if key not in content]
+    if missing or "embedding.weight" not in content["state_dict"]:
+        raise AgnewsError(f"{model_path} is an incomplete model file (missing {missing or 'embedding.weight'})")
+    try:
+        config: AppConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AppConfig), content["config"]))
+    except (OmegaConfBaseException, ValueError) as error:
+        raise AgnewsError(f"{model_path}: its config does not fit this version of agnews ({error})") from error
+
+    vocab = Vocab.load(run_dir / "vocab.txt")
+    state = content["state_dict"]
+    rows = state["embedding.weight"].shape[0]
+    if len(vocab) != rows:
+        raise AgnewsError(f"{run_dir / 'vocab.txt'} has {len(vocab)} tokens but the model's embedding has {rows} "
+                          "rows: the vocab is not the one this model was trained with")  # fmt: skip
+    class_names = tuple(content["class_names"])
+    # pretrained=None: a plain nn.Embedding, which load_state_dict fills with the saved (GloVe) rows.
+    model = build_model(config.model, config.embedding, len(vocab), len(class_names))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise AgnewsError(f"{model_path}: the weights do not fit the model its config describes ({error})") from error
+    model.to(torch_device).eval()
+    log.info("Loaded %s: %s pooling, best epoch %s, vocab %d, on %s", model_path, config.model.pooling,
+             content.get("best_epoch"), len(vocab), torch_device)  # fmt: skip
+    return Predictor(model, vocab, config, class_names, torch_device)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return select_device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise AgnewsError(f"device {name!r} is not a torch device: try cpu, auto, cuda, cuda:1 or mps") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AgnewsError(f"device {name!r}: CUDA is not available here; use --device cpu (or auto)")
+    return device
+
+
+def _no_model_message(run_dir: Path) -> str:
+    try:
+        results = read_run_results(run_dir)
+    except AgnewsError as error:
+        return f"{run_dir} has no {checkpoint.MODEL_FILE}, and its results.json is unreadable ({error})"
+    if results is not None:
+        status = results.get("status")
+        hint = _NO_MODEL_HINTS.get(status, "rerun it")
+        error = f" ({results['error']})" if results.get("error") else ""
+        return f"{run_dir} has no {checkpoint.MODEL_FILE}: its results.json says status {status!r}{error}; {hint}"
+    jobs = sorted(path.parent.name for path in run_dir.glob(f"*/{checkpoint.MODEL_FILE}"))
+    if jobs:
+        return (f"{run_dir} has no {checkpoint.MODEL_FILE}: it looks like a sweep folder; pass one of its job "
+                f"folders, e.g. {run_dir / jobs[0]}")  # fmt: skip
+    return f"{run_dir} has no {checkpoint.MODEL_FILE} and no results.json: it is not a run directory"
+
+
+def read_lines(source: str) -> list[str]:
+    """One text per line from a file, or from stdin when `source` is "-". Blank lines are refused: they
+    are usually a mistake, and silently dropping them would shift the output rows against the input."""
+    name = "stdin" if source == "-" else source
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        raise AgnewsError(f"{name}: cannot read it ({error.strerror})") from error
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is not part of the first text
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise AgnewsError(f"{name}, line {line}: bytes {data[error.start : error.end]!r} are not UTF-8; "
+                          "re-save the input as UTF-8") from error  # fmt: skip
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start an empty one
+    if not lines:
+        raise AgnewsError(f"{name} is empty; give one text per line")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise AgnewsError(f"{name}, line {number} is empty; remove it (one text per line, no blank lines)")
+    return lines
+
+
+def read_labelled(source: str) -> tuple[list[str], np.ndarray]:
+    """(texts, class indices [N]) from AG News CSV rows, text = title + " " + description as in training."""
+    if source != "-":
+        split = read_split(Path(source), "input")
+        return split.texts, split.labels
+    # read_split parses files; stdin goes through a temporary one, its name swapped back in errors.
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "stdin.csv"
+        path.write_bytes(sys.stdin.buffer.read())
+        try:
+            split = read_split(path, "input")
+        except AgnewsError as error:
+            raise AgnewsError(str(error).replace(str(path), "stdin")) from None
+    return split.texts, split.labels
+
+
+def format_csv(texts: Sequence[str], probabilities: np.ndarray, class_names: Sequence[str],
+               true_labels: np.ndarray | None = None) -> str:  # fmt: skip
+    """CSV with a header; labels are AG News numbers (1 = the first class), as in the data files."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["text", "predicted_label", "predicted_class", *(f"p_{name}" for name in class_names)]
+    writer.writerow(header + (["true_label"] if true_labels is not None else []))
+    for index, (text, row) in enumerate(zip(texts, probabilities, strict=True)):
+        best = int(row.argmax())
+        cells = [text, best + 1, class_names[best], *(f"{p:.6f}" for p in row)]
+        writer.writerow(cells + ([int(true_labels[index]) + 1] if true_labels is not None else []))
+    return buffer.getvalue()
+
+
+def format_table(texts: Sequence[str], probabilities: np.ndarray, class_names: Sequence[str]) -> str:
+    """An aligned table for the terminal: text (shortened), predicted class, one column per class."""
+    shown = [text if len(text) <= 60 else text[:57] + "..." for text in texts]
+    rows = [["text", "predicted", *class_names]]
+    rows += [[text, class_names[int(row.argmax())], *(f"{p:.3f}" for p in row)]
+             for text, row in zip(shown, probabilities, strict=True)]  # fmt: skip
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agnews.predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a run's folder, holding model.pt and vocab.txt")
+    parser.add_argument("texts", nargs="*", help="texts to classify (printed as a table)")
+    parser.add_argument("--file", help="one text per line, or AG News CSV rows; - reads stdin. Writes CSV")
+    parser.add_argument("--csv", action="store_true", help="--file is AG News CSV (default when it ends in .csv)")
+    parser.add_argument("--out", type=Path, help="write the CSV here (atomically) instead of to stdout")
+    parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps, ...")
+    args = parser.parse_intermixed_args(argv)
+    if args.texts and args.file is not None:
+        parser.error("give texts or --file, not both")
+    if not args.texts and args.file is None:
+        parser.error("give texts to classify, or --file PATH (- for stdin)")
+    if args.csv and args.file is None:
+        parser.error("--csv applies to --file input")
+    labelled = args.file is not None and (args.csv or args.file.lower().endswith(".csv"))
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        true_labels = None
+        if labelled:
+            texts, true_labels = read_labelled(args.file)
+        elif args.file is not None:
+            texts = read_lines(args.file)
+        else:
+            texts = args.texts
+            for number, text in enumerate(texts, start=1):
+                if not text.strip():
+                    raise AgnewsError(f"text {number} on the command line is empty")
+        predictor = load_predictor(args.run_dir, args.device)
+        probabilities = predictor.predict(texts)
+        if true_labels is not None:
+            correct = int((probabilities.argmax(axis=1) == true_labels).sum())
+            log.info("Accuracy %.2f%% (%d of %d rows of %s)", 100 * correct / len(texts), correct, len(texts),
+                     "stdin" if args.file == "-" else args.file)  # fmt: skip
+        if args.file is None and args.out is None:
+            print(format_table(texts, probabilities, predictor.class_names))
+            return 0
+        output = format_csv(texts, probabilities, predictor.class_names, true_labels)
+        if args.out is None:
+            sys.stdout.write(output)
+        else:
+            atomic_write_text(args.out, output)
+            log.info("Wrote %d predictions to %s", len(texts), args.out)
+    except AgnewsError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
