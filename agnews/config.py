@@ -19,6 +19,11 @@ GLOVE_6B_URLS = (
 GLOVE_6B_DIMS = (50, 100, 200, 300)
 
 
+class Validation(StrEnum):
+    held_out = "held_out"  # a stratified share of train; test is evaluated once, at the end
+    test = "test"  # the notebook's way: lr steps and the best epoch chosen on the test split (optimistic)
+
+
 class EmbeddingKind(StrEnum):
     learned = "learned"  # nn.Embedding initialised at random and trained
     glove = "glove"  # nn.Embedding initialised from GloVe 6B vectors
@@ -60,6 +65,7 @@ class DataConfig:
     dir: str | None = None  # a folder with train.csv and test.csv: read as is, no download, no checksum
     cache_dir: str | None = None  # downloads and caches; default $AGNEWS_CACHE_DIR, then the user cache dir
     url: str = AG_NEWS_BASE_URL  # where {train,test}.csv are downloaded from (a mirror must match the md5s)
+    validation: Validation = Validation.held_out
     val_fraction: float = 0.05  # stratified share of train held out for validation
     split_seed: int = 0  # which texts are held out; fixed apart from `seed` so all runs share one val set
     min_freq: int = 1  # tokens seen fewer times in train map to <unk>

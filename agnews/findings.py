@@ -10,7 +10,7 @@ import pandas as pd
 
 from agnews.results import RESULTS_FILE, RunStatus
 from agnews.storage import atomic_write_text
-from agnews.summary import BASELINE, summary_keys
+from agnews.summary import baseline_rows, summary_keys
 
 
 def _pct(value: float, template: str = "{:.2f}") -> str:
@@ -126,7 +126,7 @@ def findings(summary: pd.DataFrame) -> list[str]:
         prefix = "For " + ", ".join(f"{key}={value}" for key, value in zip(keys[1:], values, strict=True)) + ": "
         prefix = prefix if keys[1:] else ""
         glove = block[block.embedding_kind == "glove"]
-        sentences += _glove_vs_learned(block[block.embedding == BASELINE], glove, prefix)
+        sentences += _glove_vs_learned(baseline_rows(block), glove, prefix)
         sentences += _glove_sizes(glove, prefix)
     counts = {name: int(summary[f"n_{name}"].sum()) for name in ("failed", "diverged", "unfinished")}
     if sum(counts.values()):

@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 
 from agnews.results import RunStatus
 from agnews.storage import atomic_write
-from agnews.summary import BASELINE, _groups, summary_keys
+from agnews.summary import _groups, baseline_rows, summary_keys
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def plot_accuracy_vs_dim(summary: pd.DataFrame, path: Path) -> Path | None:
             capsize=4,
             label=f"GloVe{suffix}",
         )
-        for _, base in block[block.embedding == BASELINE].iterrows():
+        for _, base in baseline_rows(block).iterrows():
             axes.axhline(100 * base.test_acc_mean, color=color, linestyle="--", label=f"learned ± 95 % CI{suffix}")
             if not pd.isna(base.test_acc_ci_low):
                 axes.axhspan(100 * base.test_acc_ci_low, 100 * base.test_acc_ci_high, color=color, alpha=0.15)

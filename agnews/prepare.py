@@ -22,7 +22,7 @@ import numpy as np
 
 from agnews import data as ag_news
 from agnews.batches import stratified_split
-from agnews.config import DataConfig
+from agnews.config import DataConfig, Validation
 from agnews.storage import file_lock, resolve_cache_dir
 from agnews.text import EncodedTexts, Vocab, build_vocab, encode, tokenize_all
 
@@ -51,6 +51,10 @@ def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
     if key not in _encoded_in_memory:
         _encoded_in_memory[key] = _load_or_build(cache_dir / "prepared" / key, paths, config)
     vocab, train_all, test = _encoded_in_memory[key]
+    if config.validation is Validation.test:
+        log.warning("data.validation=test: lr steps and model selection use the test split, as the notebook did; "
+                    "its test accuracy is optimistic")  # fmt: skip
+        return PreparedData(vocab, train_all, test, test)
     train_indices, val_indices = stratified_split(train_all.labels, config.val_fraction, config.split_seed)
     return PreparedData(vocab, train_all.subset(train_indices), train_all.subset(val_indices), test)
 

@@ -22,8 +22,9 @@ from agnews.storage import AgnewsError
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_ORDER = ("learned", "glove50", "glove100", "glove200", "glove300")  # then others alphabetically
-BASELINE = "learned"
+# Row order: these first, then other names alphabetically.
+EMBEDDING_ORDER = ("learned", "learned100", "glove50", "glove100", "glove200", "glove300")
+BASELINE_KIND = "learned"  # the baseline of each group: its learned-embedding row ("learned" if several)
 # One row per job from load_runs; any further column is an override key of some job (e.g. optimizer.lr).
 RUN_COLUMNS = (
     "sweep", "job", "status", "error", "embedding", "embedding_dim", "embedding_kind", "model", "optimizer",
@@ -233,7 +234,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                 "n_unfinished": len(group) - len(completed) - failed - diverged,
             }
         )
-    baseline = {_others(row, keys): row["test_acc_mean"] for row in rows if row["embedding"] == BASELINE}
+    baseline: dict[tuple[str, ...], float] = {}
+    for row in rows:  # rows are in EMBEDDING_ORDER, so "learned" wins over other learned embeddings
+        if row["embedding_kind"] == BASELINE_KIND:
+            baseline.setdefault(_others(row, keys), row["test_acc_mean"])
     for row in rows:
         row["delta_vs_learned"] = row["test_acc_mean"] - baseline.get(_others(row, keys), math.nan)
     return pd.DataFrame(rows)
@@ -242,6 +246,11 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 def _others(row: Any, keys: list[str]) -> tuple[str, ...]:
     """The row's values of the swept fields besides embedding, as strings (NaN never equals NaN)."""
     return tuple(str(row[key]) for key in keys[1:])
+
+
+def baseline_rows(block: pd.DataFrame) -> pd.DataFrame:
+    """The learned-embedding baseline among rows that share their other swept values (at most one row)."""
+    return block[block.embedding_kind == BASELINE_KIND].head(1)
 
 
 def summary_keys(summary: pd.DataFrame) -> list[str]:

@@ -24,8 +24,8 @@ def compose_config(*overrides: str, return_hydra_config: bool = False):
 
 
 def test_groups_hold_the_designed_options():
-    assert GROUPS["embedding"] == ["glove100", "glove200", "glove300", "glove50", "learned"]
-    assert GROUPS["model"] == ["base", "large", "small"]
+    assert GROUPS["embedding"] == ["glove100", "glove200", "glove300", "glove50", "learned", "learned100"]
+    assert GROUPS["model"] == ["base", "bilstm_max", "large", "small"]
     assert GROUPS["optimizer"] == ["adam", "adamw", "sgd"]
 
 

@@ -81,3 +81,10 @@ def test_two_processes_racing_build_one_complete_cache(ag_news_dir, isolated_cac
     assert sum(output.count("Prepared ") for output in outputs) == 1  # one built, the other waited and loaded
     assert len(cache_entries(isolated_cache)) == 1
     assert not [path for path in (isolated_cache / "prepared").iterdir() if path.name.startswith(".")]
+
+
+def test_notebook_validation_uses_the_test_split(ag_news_dir):
+    from agnews.config import Validation
+
+    prepared = fresh(DataConfig(dir=str(ag_news_dir), validation=Validation.test))
+    assert prepared.val is prepared.test and len(prepared.train) == 160

@@ -34,7 +34,7 @@ def write_job(sweep: Path, job: int, embedding: str, seed: int, test_acc: float 
     (job_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if status == "unfinished":
         return job_dir
-    dim = 32 if embedding == "learned" else int(embedding.removeprefix("glove"))
+    dim = {"learned": 32, "learned100": 100}.get(embedding) or int(embedding.removeprefix("glove"))
     model = next((item.split("=")[1] for item in extra if item.startswith("model=")), "small")
     history = [
         {"epoch": epoch, "val_acc": acc, "epoch_time_s": time}
@@ -46,7 +46,7 @@ def write_job(sweep: Path, job: int, embedding: str, seed: int, test_acc: float 
         "error": error,
         "config": {
             "seed": seed,
-            "embedding": {"name": embedding, "kind": "learned" if dim == 32 else "glove", "dim": dim},
+            "embedding": {"name": embedding, "kind": "learned" if "learned" in embedding else "glove", "dim": dim},
             "model": {"name": model, "hidden_size": 64},
             "optimizer": {"name": "sgd", "lr": 5.0},
         },
@@ -295,3 +295,16 @@ def test_no_glove_runs_skips_the_dimension_plot(tmp_path, caplog):
 def test_report_does_not_import_torch():
     code = "import agnews.report, sys; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_each_model_is_compared_with_its_own_learned_embedding(tmp_path):
+    sweep = tmp_path / "sweep"
+    runs = [("learned", "small", 0.70), ("glove50", "small", 0.80), ("learned100", "bilstm_max", 0.88),
+            ("glove50", "bilstm_max", 0.90)]  # fmt: skip
+    for job, (embedding, model, accuracy) in enumerate(runs):
+        write_job(sweep, job, embedding, 0, accuracy, extra=(f"model={model}",))
+    summary = summarize(load_runs([sweep])).set_index(["embedding", "model"])
+    assert summary.loc[("glove50", "small"), "delta_vs_learned"] == pytest.approx(0.10)
+    assert summary.loc[("glove50", "bilstm_max"), "delta_vs_learned"] == pytest.approx(0.02)
+    assert list(summary.index) == [("learned", "small"), ("learned100", "bilstm_max"), ("glove50", "bilstm_max"),
+                                   ("glove50", "small")]  # fmt: skip
