@@ -111,14 +111,31 @@ def summarize_job(job_dir: Path) -> dict[str, Any]:
     return row
 
 
+def swept_keys(sweep_dir: Path, override_keys: set[str], rows: list[dict[str, Any]]) -> list[str]:
+    """The override keys a sweep varies: swept in its command line or sweeper params (multirun.yaml), or
+    differing between jobs. An override every job shares (data.dir=...) is not a column."""
+    declared: set[str] = set()
+    multirun = sweep_dir / "multirun.yaml"
+    if multirun.exists():
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        hydra = (yaml.safe_load(multirun.read_text(encoding="utf-8")) or {}).get("hydra") or {}
+        declared |= set((hydra.get("sweeper") or {}).get("params") or {})
+        task = (hydra.get("overrides") or {}).get("task") or []
+        parsed = OverridesParser.create().parse_overrides(task)
+        declared |= {override.key_or_group.lstrip("+~") for override in parsed if override.is_sweep_override()}
+    varying = {key for key in override_keys if len({str(row.get(key)) for row in rows}) > 1}
+    return sorted((declared & override_keys) | varying)
+
+
 def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     """Write summary.csv at the sweep root (atomically); return its rows."""
     rows = [summarize_job(job_dir) for job_dir in find_job_dirs(sweep_dir)]
     fixed = {"job", "status", "error", *SUMMARY_METRICS}
-    override_keys = sorted({key for row in rows for key in row} - fixed)
+    override_keys = swept_keys(sweep_dir, {key for row in rows for key in row} - fixed, rows)
     columns = ["job", *override_keys, "status", *SUMMARY_METRICS, "error"]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     path = sweep_dir / SUMMARY_FILE

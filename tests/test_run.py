@@ -101,6 +101,7 @@ def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, lau
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = read_summary(sweep_dir)
     assert [(row["seed"], row["status"]) for row in rows] == [("0", "completed"), ("1", "completed")]
+    assert "seed" in rows[0] and "trainer.epochs" not in rows[0]  # swept overrides are columns, fixed ones not
     for row in rows:
         results = json.loads((sweep_dir / row["job"] / "results.json").read_text())
         assert float(row["test_acc"]) == results["metrics"]["test_acc"]
