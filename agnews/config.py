@@ -106,13 +106,15 @@ class ModelConfig:
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0  # between LSTM layers and before the classifier
+    embedding_dropout: float = 0.0  # on the embedded tokens: a strong brake on overfitting learned embeddings
     pooling: Pooling = Pooling.last
 
     def __post_init__(self) -> None:
         if self.hidden_size < 1 or self.num_layers < 1:
             raise ValueError("model.hidden_size and model.num_layers must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "embedding_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass

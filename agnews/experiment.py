@@ -92,7 +92,7 @@ def run_experiment(config: AppConfig, run_dir: Path, overrides: list[str] | None
         raise AgnewsError(f"cannot write to the run directory {run_dir} ({error}); choose a writable one "
                           "with hydra.run.dir=PATH (or hydra.sweep.dir=PATH for a sweep)") from error  # fmt: skip
     try:
-        _train_and_test(config, run_dir, device, results)
+        _train_and_test(config, run_dir, device, results, started)
     except DivergedError as error:
         results.update(status=RunStatus.diverged.value, error=str(error))
         log.error("Run diverged: %s", error)
@@ -130,8 +130,10 @@ def _previous_run(run_dir: Path, plain_config: dict[str, Any], resume: bool) -> 
     return previous
 
 
-def _train_and_test(config: AppConfig, run_dir: Path, device: torch.device, results: dict[str, Any]) -> None:
-    """The run itself; fills `results` (metrics, history, sizes) as it goes."""
+def _train_and_test(
+    config: AppConfig, run_dir: Path, device: torch.device, results: dict[str, Any], started: float
+) -> None:
+    """The run itself; fills `results` (metrics, history, sizes) as it goes. `started`: perf_counter at start."""
     seed_everything(config.seed)
     data = prepare_data(config.data, progress=config.trainer.progress_bar)
     data.vocab.save(run_dir / "vocab.txt")
@@ -160,6 +162,7 @@ def _train_and_test(config: AppConfig, run_dir: Path, device: torch.device, resu
             checkpoint.save(checkpoint_path, content)
         write_run_results(run_dir, results)
 
+    results["setup_time_s"] = time.perf_counter() - started  # data, embedding and model ready: first batch next
     fitted = fit(model, data.train, data.val, config.trainer, config.optimizer, device, config.seed,
                  resume_from=resume_from, on_epoch_end=on_epoch_end)  # fmt: skip
     results["history"] = fitted.history

@@ -21,6 +21,7 @@ class LSTMClassifier(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         pooling: Pooling = Pooling.last,
+        embedding_dropout: float = 0.0,
         pretrained: torch.Tensor | None = None,  # [vocab_size, embedding_dim] initial embedding weights
         freeze_embedding: bool = False,
         sparse_embedding: bool = False,  # gradient rows for the batch's tokens only, not all [vocab_size, E]
@@ -44,12 +45,13 @@ class LSTMClassifier(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
             batch_first=True,
         )
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """token_ids: [B, T] right-padded; lengths: [B] real token counts (on the CPU). Returns logits [B, C]."""
-        embedded = self.embedding(token_ids)  # [B, T, E]
+        embedded = self.embedding_dropout(self.embedding(token_ids))  # [B, T, E]
         if self.pooling is Pooling.last:
             outputs, _ = self.lstm(embedded)  # [B, T, D*H]
             return self.classifier(self.dropout(outputs[:, -1, :]))
@@ -88,6 +90,7 @@ def build_model(
         bidirectional=model.bidirectional,
         dropout=model.dropout,
         pooling=model.pooling,
+        embedding_dropout=model.embedding_dropout,
         pretrained=pretrained,
         freeze_embedding=embedding.freeze,
         sparse_embedding=sparse_embedding,
