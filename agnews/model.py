@@ -31,8 +31,10 @@ class LSTMClassifier(nn.Module):
         if pretrained is not None:
             if tuple(pretrained.shape) != (vocab_size, embedding_dim):
                 raise ValueError(f"pretrained weights {tuple(pretrained.shape)} != ({vocab_size}, {embedding_dim})")
+            # A copy: from_pretrained would otherwise train the caller's tensor in place (and with it a
+            # matrix shared by later jobs of the sweep).
             self.embedding = nn.Embedding.from_pretrained(
-                pretrained.float(), freeze=freeze_embedding, sparse=sparse_embedding
+                pretrained.detach().float().clone(), freeze=freeze_embedding, sparse=sparse_embedding
             )
         else:
             # No padding_idx, as the notebook: with pooling=last the LSTM reads pads, so their vector is learned.

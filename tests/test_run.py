@@ -71,6 +71,17 @@ def test_glove_run_reports_coverage(ag_news_dir, tmp_path, topic_words):
     assert results["num_parameters"] - results["num_trainable_parameters"] == 50 * (coverage["total"] + 2)
 
 
+def test_fine_tuning_never_changes_the_glove_matrix_later_jobs_start_from(ag_news_dir, tmp_path, topic_words):
+    glove = tmp_path / "glove.6B.50d.txt"
+    write_glove_txt(glove, [*topic_words, "the"], 50)
+    embedding = EmbeddingConfig(name="glove50", kind=EmbeddingKind.glove, dim=50, path=str(glove))
+    config = tiny_config(ag_news_dir, embedding=embedding)
+    first = run_experiment(config, tmp_path / "first")
+    second = run_experiment(config, tmp_path / "second")  # same process: reuses the cached matrix
+    # It started from the same GloVe weights, not from the ones the first run tuned.
+    assert [e["train_loss"] for e in second["history"]] == [e["train_loss"] for e in first["history"]]
+
+
 def run_cli(*args: str, env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env_extra or {})}
     command = [sys.executable, "-m", "agnews.run", *args]
@@ -92,7 +103,11 @@ def read_summary(sweep_dir: Path) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "launcher",
-    [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.num_threads=1"], ["hydra/launcher=submitit_local"]],
+    [
+        [],
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.num_threads=1"],
+        ["hydra/launcher=submitit_local"],
+    ],
     ids=["basic", "joblib", "submitit_local"],
 )
 def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, launcher):
