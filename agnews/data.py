@@ -27,7 +27,7 @@ import pooch
 import requests
 
 from agnews.config import AG_NEWS_BASE_URL
-from agnews.storage import AgnewsError
+from agnews.storage import AgnewsError, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,8 @@ def download_ag_news(
     place, so an interrupted or wrong download is never cached. Files already present are hashed, not fetched.
     """
     folder = Path(cache_dir) / "ag_news"
-    with _quiet_pooch():
+    # One process downloads; others starting together wait, then find the files and only hash them.
+    with _quiet_pooch(), file_lock(Path(cache_dir) / "locks" / "ag_news.lock"):
         return {
             name: _retrieve(f"{base_url.rstrip('/')}/{name}.csv", md5[name], folder, f"{name}.csv", progress)
             for name in SPLITS

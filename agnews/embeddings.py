@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from agnews.config import GLOVE_6B_DIMS, GLOVE_6B_URLS, OovInit
-from agnews.storage import AgnewsError, atomic_write
+from agnews.storage import AgnewsError, atomic_write, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +76,24 @@ def load_glove(
     npy, words_file = folder / f"{key}.{dim}d.npy", folder / f"{key}.{dim}d.words.txt"
 
     glove = _read_cache(npy, words_file, dim)
-    if glove is not None:
-        origin = f"cache {npy}"
-    else:
-        if path is not None:
-            words, blocks = _read_glove_file(source, dim)
-            origin = str(source)
-        elif dim == 50 and (kumo := _read_kumo()) is not None:
-            words, blocks, origin = kumo
-        else:
-            zip_path = _download(urls, folder, progress)
-            words, blocks = _read_zip(zip_path, dim, downloaded=True)
-            origin = str(zip_path)
-        _write_cache(npy, words_file, words, blocks, dim)
-        glove = WordVectors(words, np.load(npy, mmap_mode="r"))
-        origin += f" (cached as {npy})"
+    origin = f"cache {npy}"
+    if glove is None:
+        # Jobs starting together (joblib, Slurm arrays) wait for one builder, then find its cache.
+        with file_lock(Path(cache_dir) / "locks" / f"glove.{key}.{dim}d.lock"):
+            glove = _read_cache(npy, words_file, dim)
+            if glove is None:
+                if path is not None:
+                    words, blocks = _read_glove_file(source, dim)
+                    origin = str(source)
+                elif dim == 50 and (kumo := _read_kumo()) is not None:
+                    words, blocks, origin = kumo
+                else:
+                    zip_path = _download(urls, folder, progress)
+                    words, blocks = _read_zip(zip_path, dim, downloaded=True)
+                    origin = str(zip_path)
+                _write_cache(npy, words_file, words, blocks, dim)
+                glove = WordVectors(words, np.load(npy, mmap_mode="r"))
+                origin += f" (cached as {npy})"
     log.info("GloVe %dd: %d words from %s in %.2f s", dim, len(glove.words), origin, time.perf_counter() - start)
     return glove
 
@@ -165,6 +168,12 @@ def _read_zip(zip_path: Path, dim: int, downloaded: bool) -> tuple[list[str], li
 def _pick_member(archive: zipfile.ZipFile, dim: int, zip_path: Path) -> str:
     wanted = f"glove.6B.{dim}d.txt"
     names = [name for name in archive.namelist() if not name.endswith("/")]
+    # Members are only streamed, never extracted, but a path that would escape the folder marks a
+    # crafted or broken archive: refuse it rather than guess.
+    escaping = [name for name in names if name.startswith(("/", "\\")) or ".." in PurePosixPath(name).parts]
+    if escaping:
+        raise GloveError(f"{zip_path} has members whose paths escape the archive's folder ({escaping[:3]}); "
+                         f"refusing it. Use the official {ZIP_NAME} or a plain .txt file")  # fmt: skip
     exact = [name for name in names if PurePosixPath(name).name == wanted]
     texts = [name for name in names if name.endswith(".txt")]
     if exact:

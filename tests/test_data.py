@@ -252,3 +252,13 @@ def test_unreachable_url_says_how_to_work_offline(unreachable_url, isolated_cach
 def test_http_error_names_the_status(http_server, isolated_cache):
     with pytest.raises(DataError, match=rf"{http_server.url}/train\.csv: HTTP 404\..*data\.dir="):
         download_ag_news(isolated_cache, base_url=http_server.url, progress=False)
+
+
+def test_partial_file_left_by_a_killed_download_is_never_trusted(http_server, isolated_cache):
+    md5 = serve_both(http_server)
+    folder = isolated_cache / "ag_news"
+    folder.mkdir(parents=True)
+    (folder / "train.csv").write_bytes(TRAIN.encode()[:40])  # cut off mid-row
+    paths = download_ag_news(isolated_cache, base_url=http_server.url, md5=md5, progress=False)
+    assert paths["train"].read_text(encoding="utf-8") == TRAIN
+    assert "/train.csv" in http_server.requests

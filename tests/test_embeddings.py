@@ -141,11 +141,13 @@ def test_zip_member_is_found_by_name_or_by_dimension(tmp_path, isolated_cache):
         load_glove(200, isolated_cache, path=two)
 
 
-def test_zip_member_paths_never_reach_disk(tmp_path, isolated_cache):
+def test_zip_member_escaping_the_folder_is_refused(tmp_path, isolated_cache):
     (tmp_path / "a" / "b").mkdir(parents=True)
     evil = write_zip(tmp_path / "a" / "b" / "evil.zip", {"../../glove.6B.50d.txt": glove_text(make_vectors(50))})
-    load_glove(50, isolated_cache, path=evil)
+    with pytest.raises(GloveError, match=r"evil\.zip has members whose paths escape.*\.\./\.\./glove"):
+        load_glove(50, isolated_cache, path=evil)
     assert not list(tmp_path.rglob("glove.6B.50d.txt"))
+    assert cached_files(isolated_cache) == []
 
 
 # --- bad files -----------------------------------------------------------------------------------
@@ -392,3 +394,31 @@ def test_pad_row_is_zero_even_at_another_index(small_glove):
 def test_bad_oov_name_is_rejected(small_glove):
     with pytest.raises(ValueError, match="uniform"):
         build_embedding_matrix(ITOS, small_glove, oov="uniform")
+
+
+def test_two_processes_racing_build_one_cache(tmp_path, isolated_cache):
+    import subprocess
+    import sys
+    import textwrap
+
+    source = tmp_path / "glove.6B.50d.txt"
+    source.write_text(glove_text(make_vectors(50)), encoding="utf-8")
+    script = textwrap.dedent(
+        f"""
+        import logging, sys
+        from pathlib import Path
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+        from agnews.embeddings import load_glove
+        glove = load_glove(50, Path({str(isolated_cache)!r}), path={str(source)!r})
+        print("RESULT", len(glove.words), float(glove.vectors.sum()))
+        """
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    assert all(process.returncode == 0 for process in processes), outputs
+    assert len({line for out in outputs for line in out.splitlines() if line.startswith("RESULT")}) == 1
+    assert sum(out.count("cached as") for out in outputs) == 1  # one parsed the file, the other read its cache
+    assert len(cached_files(isolated_cache)) == 2
