@@ -36,10 +36,10 @@ from agnews.config import AppConfig, EmbeddingKind, Pooling, register_configs
 from agnews.data import CLASS_NAMES, load_ag_news
 from agnews.embeddings import WordVectors, load_glove
 from agnews.experiment import prepare_data, prepare_embedding
-from agnews.model import LSTMClassifier
+from agnews.model import build_model
 from agnews.storage import AgnewsError, resolve_cache_dir
 from agnews.text import PAD_INDEX, UNK_INDEX, Vocab, basic_english
-from agnews.train import build_optimizer, evaluate, select_device, train_one_epoch
+from agnews.train import build_optimizer, can_use_sparse_embedding, evaluate, select_device, train_one_epoch
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +180,10 @@ def run_bench(config: AppConfig, batches: int | None, rounds: int, glove_rows: i
 
     sizes = dict(embedding_dim=embedding.dim, hidden_size=config.model.hidden_size, num_layers=config.model.num_layers,
                  bidirectional=config.model.bidirectional, dropout=config.model.dropout)  # fmt: skip
-    project = LSTMClassifier(len(data.vocab), num_classes=len(CLASS_NAMES), pooling=config.model.pooling,
-                             pretrained=None if matrix is None else torch.from_numpy(matrix.weights),
-                             freeze_embedding=embedding.freeze, **sizes).to(device)  # fmt: skip
+    # The project's model exactly as a run builds it (sparse embedding gradients with plain SGD included).
+    pretrained = None if matrix is None else torch.from_numpy(matrix.weights)
+    sparse = can_use_sparse_embedding(config.optimizer)
+    project = build_model(config.model, embedding, len(data.vocab), len(CLASS_NAMES), pretrained, sparse).to(device)
     project_optimizer = build_optimizer(project, config.optimizer)
     reference = NotebookLSTM(len(data.vocab) if glove is None else None, num_classes=len(CLASS_NAMES), **sizes)
     reference = reference.to(device)
