@@ -25,7 +25,7 @@ def compose_config(*overrides: str, return_hydra_config: bool = False):
 
 def test_groups_hold_the_designed_options():
     assert GROUPS["embedding"] == ["glove100", "glove200", "glove300", "glove50", "learned", "learned100"]
-    assert GROUPS["model"] == ["base", "bilstm_max", "large", "small"]
+    assert GROUPS["model"] == ["base", "bilstm_max", "bilstm_max_dropout50", "large", "small"]
     assert GROUPS["optimizer"] == ["adam", "adamw", "sgd"]
 
 
@@ -56,6 +56,16 @@ def test_practica1_experiment_sweeps_five_embeddings_over_three_seeds():
     assert params.embedding == "learned,glove50,glove100,glove200,glove300"
     assert params.seed == "0,1,2"
     assert config.hydra.mode.name == "MULTIRUN"
+
+
+@pytest.mark.parametrize(
+    ("experiment", "embedding", "model"),
+    [("bilstm_glove50", "glove50", "bilstm_max"), ("bilstm_learned100", "learned100", "bilstm_max_dropout50")],
+)
+def test_recipe_experiments_pick_their_groups(experiment, embedding, model):
+    config = OmegaConf.to_object(compose_config(f"+experiment={experiment}"))
+    assert (config.embedding.name, config.model.name, config.optimizer.name.value) == (embedding, model, "adam")
+    assert (config.trainer.epochs, config.trainer.patience) == (15, 3)
 
 
 @pytest.mark.parametrize(
