@@ -43,10 +43,7 @@ def prepare_embedding(config: EmbeddingConfig, vocab: Vocab, cache_dir: Path, se
         glove = load_glove(config.dim, cache_dir, path=config.path, urls=config.urls, progress=progress)
         _last_embedding.clear()
         _last_embedding[key] = build_embedding_matrix(vocab.itos, glove, config.oov, seed=seed)
-    matrix = _last_embedding[key]
-    log.info("GloVe %dd covers %d of %d vocab words (%.1f%%)", config.dim, matrix.found, matrix.total,
-             100 * matrix.coverage)  # fmt: skip
-    return matrix
+    return _last_embedding[key]  # build_embedding_matrix logged its coverage
 
 
 def seed_everything(seed: int) -> None:
