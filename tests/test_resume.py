@@ -37,14 +37,18 @@ def kill_after_checkpoint(monkeypatch, epochs_done: int) -> None:
     monkeypatch.setattr(checkpoint, "save", save_then_die)
 
 
+def leave_killed_run(monkeypatch, config: AppConfig, run_dir: Path, epochs_done: int) -> None:
+    with monkeypatch.context() as patch:
+        kill_after_checkpoint(patch, epochs_done)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config, run_dir)
+
+
 def test_resumed_run_computes_what_an_uninterrupted_one_does(ag_news_dir, tmp_path, monkeypatch):
     uninterrupted = run_experiment(config_for(ag_news_dir), tmp_path / "whole")
     assert not (tmp_path / "whole" / checkpoint.CHECKPOINT_FILE).exists()  # removed once the run ended
 
-    with monkeypatch.context() as patch:
-        kill_after_checkpoint(patch, epochs_done=2)
-        with pytest.raises(KeyboardInterrupt):
-            run_experiment(config_for(ag_news_dir), tmp_path / "killed")
+    leave_killed_run(monkeypatch, config_for(ag_news_dir), tmp_path / "killed", epochs_done=2)
     assert (tmp_path / "killed" / checkpoint.CHECKPOINT_FILE).exists()
     resumed = run_experiment(replace(config_for(ag_news_dir), resume=True), tmp_path / "killed")
 
@@ -79,10 +83,7 @@ def test_changed_config_is_not_mixed_with_old_results(ag_news_dir, tmp_path):
 
 
 def test_checkpoint_from_another_config_is_refused_not_loaded(ag_news_dir, tmp_path, monkeypatch):
-    with monkeypatch.context() as patch:
-        kill_after_checkpoint(patch, epochs_done=1)
-        with pytest.raises(KeyboardInterrupt):
-            run_experiment(config_for(ag_news_dir), tmp_path / "run")
+    leave_killed_run(monkeypatch, config_for(ag_news_dir), tmp_path / "run", epochs_done=1)
     (tmp_path / "run" / "results.json").unlink()  # only the checkpoint is left
     other = replace(config_for(ag_news_dir), resume=True, optimizer=OptimizerConfig(lr=1.0))
     with pytest.raises(AgnewsError, match=r"checkpoint.pt was made by a different config \(optimizer.lr: 5.0 -> 1.0"):
@@ -90,10 +91,7 @@ def test_checkpoint_from_another_config_is_refused_not_loaded(ag_news_dir, tmp_p
 
 
 def test_corrupt_checkpoint_gets_a_clear_error(ag_news_dir, tmp_path, monkeypatch):
-    with monkeypatch.context() as patch:
-        kill_after_checkpoint(patch, epochs_done=1)
-        with pytest.raises(KeyboardInterrupt):
-            run_experiment(config_for(ag_news_dir), tmp_path / "run")
+    leave_killed_run(monkeypatch, config_for(ag_news_dir), tmp_path / "run", epochs_done=1)
     path = tmp_path / "run" / checkpoint.CHECKPOINT_FILE
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(AgnewsError, match=r"checkpoint\.pt cannot be read.*delete it"):
