@@ -83,13 +83,14 @@ def _glove_vs_learned(learned: pd.DataFrame, glove: pd.DataFrame, prefix: str) -
     return [text + SPREAD[_overlap(top, base)]]
 
 
-def _glove_sizes(glove: pd.DataFrame, prefix: str) -> list[str]:
+def _glove_sizes(glove: pd.DataFrame, prefix: str, sizes_tried: int) -> list[str]:
     if len(glove) < 2:
-        return (
-            [f"{prefix}Only {glove.embedding.iloc[0]} completed, so the effect of the GloVe size is unknown."]
-            if len(glove)
-            else []
-        )
+        if not len(glove):
+            return []
+        name = glove.embedding.iloc[0]
+        if sizes_tried == 1:
+            return [f"{prefix}Only one GloVe size was run ({name}), so this sweep cannot show the effect of size."]
+        return [f"{prefix}Only {name} completed, so the effect of the GloVe size is unknown."]
     by_dim = glove.sort_values("embedding_dim")
     top = glove.loc[glove.test_acc_mean.idxmax()]
     sizes = ", ".join(f"{row.embedding} {_pct(row.test_acc_mean)} %" for _, row in by_dim.iterrows())
@@ -126,8 +127,10 @@ def findings(summary: pd.DataFrame) -> list[str]:
         prefix = "For " + ", ".join(f"{key}={value}" for key, value in zip(keys[1:], values, strict=True)) + ": "
         prefix = prefix if keys[1:] else ""
         glove = block[block.embedding_kind == "glove"]
+        same_others = summary[[key for key in keys[1:]]].astype(str).eq([str(v) for v in values]).all(axis=1)
+        sizes_tried = int((summary[same_others].embedding_kind == "glove").sum())
         sentences += _glove_vs_learned(baseline_rows(block), glove, prefix)
-        sentences += _glove_sizes(glove, prefix)
+        sentences += _glove_sizes(glove, prefix, sizes_tried)
     counts = {name: int(summary[f"n_{name}"].sum()) for name in ("failed", "diverged", "unfinished")}
     if sum(counts.values()):
         total = int(summary.n.sum()) + sum(counts.values())

@@ -142,7 +142,7 @@ def test_markdown_is_exact(tmp_path):
 
 - Best: glove50, 86.00 % mean test accuracy over 2 seeds, 95 % CI 73.29–98.71 %.
 - GloVe beats learned embeddings: the best, glove50, by 5.00 percentage points (86.00 % vs 81.00 %); 1 of 1 GloVe sizes beat learned. Their 95 % intervals overlap, so the gap is within the seed-to-seed spread.
-- Only glove50 completed, so the effect of the GloVe size is unknown.
+- Only one GloVe size was run (glove50), so this sweep cannot show the effect of size.
 - 1 of 5 runs did not complete (1 failed, 0 diverged, 0 unfinished): counted in the table, left out of the means, listed below.
 
 ## Runs that did not complete
@@ -308,3 +308,12 @@ def test_each_model_is_compared_with_its_own_learned_embedding(tmp_path):
     assert summary.loc[("glove50", "bilstm_max"), "delta_vs_learned"] == pytest.approx(0.02)
     assert list(summary.index) == [("learned", "small"), ("learned100", "bilstm_max"), ("glove50", "bilstm_max"),
                                    ("glove50", "small")]  # fmt: skip
+
+
+def test_a_glove_size_that_never_completed_is_named_as_such(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_job(sweep, 0, "learned", 0, 0.80)
+    write_job(sweep, 1, "glove50", 0, 0.85)
+    write_job(sweep, 2, "glove300", 0, status="failed", error="download refused")
+    text = render_markdown(summarize(runs := load_runs([sweep])), runs)
+    assert "Only glove50 completed, so the effect of the GloVe size is unknown." in text
