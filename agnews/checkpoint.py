@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from agnews.config import NOT_PART_OF_THE_RUN
 from agnews.storage import AgnewsError, atomic_write
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,6 @@ MODEL_FILE = "model.pt"
 CHECKPOINT_FORMAT = "agnews-checkpoint/1"
 MODEL_FORMAT = "agnews-model/1"
 
-# Settings that do not change what a run computes: a run may resume with other values for these.
-_NOT_PART_OF_THE_RUN = {("resume",), ("trainer", "progress_bar"), ("trainer", "log_interval"),
-                        ("trainer", "device"), ("trainer", "num_threads"), ("data", "cache_dir")}  # fmt: skip
-
 
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
     """The plain config (config.to_plain_dict) without the settings a resume may change."""
@@ -35,7 +32,7 @@ def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
         return {
             key: strip(value, (*path, key)) if isinstance(value, dict) else value
             for key, value in node.items()
-            if (*path, key) not in _NOT_PART_OF_THE_RUN
+            if ".".join((*path, key)) not in NOT_PART_OF_THE_RUN
         }
 
     return strip(config, ())

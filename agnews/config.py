@@ -171,6 +171,14 @@ class AppConfig:
     resume: bool = False
 
 
+# Settings that do not change what a run computes: a run may resume with other values for these, and
+# the report does not split runs by them.
+NOT_PART_OF_THE_RUN = frozenset(
+    {"resume", "trainer.progress_bar", "trainer.log_interval", "trainer.device", "trainer.num_threads",
+     "data.cache_dir"}
+)  # fmt: skip
+
+
 def register_configs() -> None:
     """Store the schemas so conf/ can extend them: conf/config.yaml starts from `base_config`,
     conf/<group>/<option>.yaml from `base_<group>`."""

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from agnews.config import NOT_PART_OF_THE_RUN
 from agnews.results import RESULTS_FILE, SUMMARY_FILE, RunStatus, find_job_dirs, read_job_overrides, read_run_results
 from agnews.storage import AgnewsError
 
@@ -169,7 +170,9 @@ def load_runs(sweep_dirs: Iterable[Path]) -> pd.DataFrame:
     extra_keys = sorted({key for job in overrides for key in job} - set(RUN_COLUMNS))
     for row, job_overrides, config in zip(rows, overrides, configs, strict=True):
         # A key swept in one merged sweep but not another: the other's value is its config default.
-        row.update({key: job_overrides.get(key, _config_value(config, key)) for key in extra_keys})
+        # A key neither overridden nor in the config (+experiment in another sweep) reads "-", so those
+        # jobs form one group with a printable name instead of NaN, which never equals itself.
+        row.update({key: job_overrides.get(key, _config_value(config, key)) or "-" for key in extra_keys})
     runs = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *extra_keys])
     for column in ("embedding_dim", "test_acc", "best_val_acc", "epoch_time_s"):
         runs[column] = pd.to_numeric(runs[column], errors="coerce")
@@ -181,8 +184,10 @@ def load_runs(sweep_dirs: Iterable[Path]) -> pd.DataFrame:
 
 
 def swept_keys(runs: pd.DataFrame) -> list[str]:
-    """Fields besides embedding and seed whose value differs between jobs: each value gets its own rows."""
-    candidates = ["model", "optimizer", *(column for column in runs.columns if column not in RUN_COLUMNS)]
+    """Fields besides embedding and seed whose value differs between jobs: each value gets its own rows.
+    Settings that do not change results (trainer.num_threads, ...) never split runs."""
+    overridden = (column for column in runs.columns if column not in RUN_COLUMNS and column not in NOT_PART_OF_THE_RUN)
+    candidates = ["model", "optimizer", *overridden]
     return [key for key in candidates if runs[key].astype(str).nunique() > 1]
 
 

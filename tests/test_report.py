@@ -317,3 +317,11 @@ def test_a_glove_size_that_never_completed_is_named_as_such(tmp_path):
     write_job(sweep, 2, "glove300", 0, status="failed", error="download refused")
     text = render_markdown(summarize(runs := load_runs([sweep])), runs)
     assert "Only glove50 completed, so the effect of the GloVe size is unknown." in text
+
+
+def test_settings_that_do_not_change_results_never_split_groups(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_job(sweep, 0, "glove50", 0, 0.90, extra=("trainer.num_threads=1",))
+    write_job(sweep, 1, "glove50", 1, 0.92)  # another thread count, same computation
+    summary = summarize(load_runs([sweep]))
+    assert len(summary) == 1 and summary.n.iloc[0] == 2
