@@ -60,7 +60,10 @@ def test_practica1_experiment_sweeps_five_embeddings_over_three_seeds():
 
 @pytest.mark.parametrize(
     ("experiment", "embedding", "model"),
-    [("bilstm_glove50", "glove50", "bilstm_max"), ("bilstm_learned100", "learned100", "bilstm_max_dropout50")],
+    [
+        ("bilstm_glove50", "glove50", "bilstm_max_dropout50"),
+        ("bilstm_learned100", "learned100", "bilstm_max_dropout50"),
+    ],
 )
 def test_recipe_experiments_pick_their_groups(experiment, embedding, model):
     config = OmegaConf.to_object(compose_config(f"+experiment={experiment}"))
