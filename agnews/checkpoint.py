@@ -56,16 +56,21 @@ def save(path: Path, content: dict[str, Any]) -> None:
         torch.save(content, handle)
 
 
-def load(path: Path, expected_format: str, config: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Load a checkpoint or model file, refusing one made by another config before using any of it."""
+def read(path: Path, expected_format: str, device: torch.device, remedy: str) -> dict[str, Any]:
+    """The content of a checkpoint or model file, or an error naming it and saying `remedy`."""
+    kind = "model" if expected_format == MODEL_FORMAT else "checkpoint"
     try:
         content = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # truncated, corrupt, or not a torch file: all mean the same to the user
-        raise AgnewsError(
-            f"{path} cannot be read ({type(error).__name__}: {error}); delete it to start over"
-        ) from error
+        raise AgnewsError(f"{path} cannot be read ({type(error).__name__}: {error}); {remedy}") from error
     if not isinstance(content, dict) or content.get("format") != expected_format:
-        raise AgnewsError(f"{path} is not an agnews {expected_format} file; delete it to start over")
+        raise AgnewsError(f"{path} is not an agnews {kind} file (format {expected_format!r}); {remedy}")
+    return content
+
+
+def load(path: Path, expected_format: str, config: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Load a checkpoint or model file, refusing one made by another config before using any of it."""
+    content = read(path, expected_format, device, "delete it to start over")
     differences = config_differences(content["config"], config)
     if differences:
         raise AgnewsError(

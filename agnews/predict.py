@@ -88,13 +88,8 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     if not model_path.is_file():
         raise AgnewsError(_no_model_message(run_dir))
     torch_device = _device(device)
-    try:
-        content = torch.load(model_path, map_location=torch_device, weights_only=True)
-    except Exception as error:  # truncated, corrupt, not a torch file, or not plain tensors and containers
-        raise AgnewsError(f"{model_path} cannot be read ({type(error).__name__}: {error})") from error
-    if not isinstance(content, dict) or content.get("format") != checkpoint.MODEL_FORMAT:
-        raise AgnewsError(f"{model_path} is not an agnews model file (format {checkpoint.MODEL_FORMAT!r}); "
-                          "rerun the training run to recreate it")  # fmt: skip
+    remedy = "rerun the training run to recreate it"
+    content = checkpoint.read(model_path, checkpoint.MODEL_FORMAT, torch_device, remedy)
     missing = [key for key in ("config", "state_dict", "class_names") if key not in content]
     if missing or "embedding.weight" not in content["state_dict"]:
         raise AgnewsError(f"{model_path} is an incomplete model file (missing {missing or 'embedding.weight'})")
