@@ -1,20 +1,24 @@
-"""Files that let a run continue or be used later: `checkpoint.pt` (everything to resume training after
-a kill, rewritten after every epoch, removed when the run ends) and `model.pt` (the best-validation
-weights with the config that built them; with `vocab.txt` beside it, all that prediction needs).
+"""Files that let a run continue or be used later: `checkpoint.pt` (a TrainState's `state_dict()`, the
+config and the data it trains on, rewritten after every epoch, removed when the run ends) and
+`model.pt` (the best-validation weights with the config that built them and the sha256 of the vocab
+they index; with `vocab.txt` beside it, all that prediction needs).
 
 Both are loaded with `torch.load(weights_only=True)`: plain containers and tensors, never arbitrary
-pickled objects.
+pickled objects. Both carry a sha256 of their content, checked on load, so a flipped byte inside a
+tensor is refused rather than trained on or predicted with. Files written before checksums existed
+still load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from agnews.config import NOT_PART_OF_THE_RUN
+from agnews.config import config_differences
 from agnews.storage import AgnewsError, atomic_write
 
 log = logging.getLogger(__name__)
@@ -23,41 +27,43 @@ CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 CHECKPOINT_FORMAT = "agnews-checkpoint/1"
 MODEL_FORMAT = "agnews-model/1"
+CHECKSUM_KEY = "sha256"
 
 
-def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The plain config (config.to_plain_dict) without the settings a resume may change."""
+def content_digest(value: Any) -> str:
+    """sha256 over a nested structure of dicts, lists, tensors and scalars: keys, types, shapes and
+    every tensor byte."""
+    digest = hashlib.sha256()
 
-    def strip(node: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
-        return {
-            key: strip(value, (*path, key)) if isinstance(value, dict) else value
-            for key, value in node.items()
-            if ".".join((*path, key)) not in NOT_PART_OF_THE_RUN
-        }
+    def feed(node: Any) -> None:
+        if isinstance(node, torch.Tensor):
+            tensor = node.detach().cpu().contiguous()
+            digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)};".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(node, dict):
+            digest.update(f"dict {len(node)};".encode())
+            for key in sorted(node, key=repr):
+                digest.update(f"{key!r}:".encode())
+                feed(node[key])
+        elif isinstance(node, list | tuple):
+            digest.update(f"{type(node).__name__} {len(node)};".encode())
+            for item in node:
+                feed(item)
+        else:
+            digest.update(f"{type(node).__name__} {node!r};".encode())
 
-    return strip(config, ())
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """'key: saved -> current' for every setting that differs (ignoring what a resume may change)."""
-
-    def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-        if not isinstance(node, dict):
-            return {prefix: node}
-        return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
-
-    old, new = flatten(comparable_config(saved)), flatten(comparable_config(current))
-    return [f"{key.rstrip('.')}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old | new)
-            if old.get(key) != new.get(key)]  # fmt: skip
+    feed(value)
+    return digest.hexdigest()
 
 
 def save(path: Path, content: dict[str, Any]) -> None:
+    """Write `content` with its checksum, atomically."""
     with atomic_write(path, "wb") as handle:
-        torch.save(content, handle)
+        torch.save({**content, CHECKSUM_KEY: content_digest(content)}, handle)
 
 
 def read(path: Path, expected_format: str, device: torch.device, remedy: str) -> dict[str, Any]:
-    """The content of a checkpoint or model file, or an error naming it and saying `remedy`."""
+    """The content of a checkpoint or model file, checked, or an error naming it and saying `remedy`."""
     kind = "model" if expected_format == MODEL_FORMAT else "checkpoint"
     try:
         content = torch.load(path, map_location=device, weights_only=True)
@@ -65,16 +71,53 @@ def read(path: Path, expected_format: str, device: torch.device, remedy: str) ->
         raise AgnewsError(f"{path} cannot be read ({type(error).__name__}: {error}); {remedy}") from error
     if not isinstance(content, dict) or content.get("format") != expected_format:
         raise AgnewsError(f"{path} is not an agnews {kind} file (format {expected_format!r}); {remedy}")
+    recorded = content.pop(CHECKSUM_KEY, None)
+    if recorded is None:
+        log.debug("%s has no checksum (written by an older agnews)", path)
+    elif recorded != content_digest(content):
+        raise AgnewsError(f"{path} is damaged: its content does not match the checksum written with it; {remedy}")
     return content
 
 
-def load(path: Path, expected_format: str, config: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Load a checkpoint or model file, refusing one made by another config before using any of it."""
-    content = read(path, expected_format, device, "delete it to start over")
+def save_checkpoint(path: Path, training: dict[str, Any], config: dict[str, Any], data_key: str) -> None:
+    save(path, {"format": CHECKPOINT_FORMAT, "config": config, "data_key": data_key, **training})
+
+
+def load_checkpoint(path: Path, config: dict[str, Any], data_key: str, device: torch.device) -> dict[str, Any]:
+    """A checkpoint's training state, refused before any of it is used if another config or other data
+    made it."""
+    content = read(path, CHECKPOINT_FORMAT, device, "delete it to start that run over")
     differences = config_differences(content["config"], config)
     if differences:
         raise AgnewsError(
             f"{path} was made by a different config ({'; '.join(differences[:5])}); it is not loaded. "
             "Run with the original settings, or into a new directory."
         )
+    if content.get("data_key", data_key) != data_key:
+        raise AgnewsError(
+            f"{path} was made on other data than data.dir/data.url now hold (prepared-data key "
+            f"{content['data_key']} -> {data_key}); resuming would mix two datasets. Restore the "
+            "original files, or start over in a new directory."
+        )
     return content
+
+
+def save_model(
+    path: Path,
+    config: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    best_epoch: int,
+    class_names: list[str],
+    vocab_sha256: str,
+) -> None:
+    save(
+        path,
+        {
+            "format": MODEL_FORMAT,
+            "config": config,
+            "state_dict": weights,
+            "best_epoch": best_epoch,
+            "class_names": class_names,
+            "vocab_sha256": vocab_sha256,
+        },
+    )

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any
 
+from agnews.storage import AgnewsError
+
 AG_NEWS_BASE_URL = "https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv"
 GLOVE_6B_URLS = (
     "https://nlp.stanford.edu/data/glove.6B.zip",
@@ -70,6 +72,9 @@ class DataConfig:
     split_seed: int = 0  # which texts are held out; fixed apart from `seed` so all runs share one val set
     min_freq: int = 1  # tokens seen fewer times in train map to <unk>
     max_vocab_size: int | None = None  # cap on vocab entries, the two specials included
+    # Tokens kept per text; the rest is cut (with a warning). A batch is padded to its longest text, so one
+    # 100,000-token text would cost gigabytes; no AG News text comes near 1,000 (the longest has ~250).
+    max_tokens: int | None = 1000
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
@@ -78,6 +83,8 @@ class DataConfig:
             raise ValueError(f"data.min_freq must be >= 1, got {self.min_freq}")
         if self.max_vocab_size is not None and self.max_vocab_size < 3:
             raise ValueError(f"data.max_vocab_size must be >= 3 (two specials + a word), got {self.max_vocab_size}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"data.max_tokens must be positive or null, got {self.max_tokens}")
 
 
 @dataclass
@@ -94,7 +101,8 @@ class EmbeddingConfig:
         if self.dim < 1:
             raise ValueError(f"embedding.dim must be positive, got {self.dim}")
         if self.kind is EmbeddingKind.glove and self.dim not in GLOVE_6B_DIMS:
-            raise ValueError(f"embedding.dim={self.dim}: GloVe 6B comes in {GLOVE_6B_DIMS} dimensions")
+            dims = ", ".join(map(str, GLOVE_6B_DIMS))
+            raise ValueError(f"embedding.dim={self.dim}: GloVe 6B comes in {dims} dimensions (embedding=glove50 ...)")
         if self.kind is EmbeddingKind.learned and (self.path or self.freeze):
             raise ValueError("embedding.path and embedding.freeze apply to kind=glove, not to learned embeddings")
 
@@ -110,8 +118,9 @@ class ModelConfig:
     pooling: Pooling = Pooling.last
 
     def __post_init__(self) -> None:
-        if self.hidden_size < 1 or self.num_layers < 1:
-            raise ValueError("model.hidden_size and model.num_layers must be positive")
+        for name in ("hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
         for name in ("dropout", "embedding_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -148,14 +157,22 @@ class TrainerConfig:
     # CPU threads for torch; null keeps torch's default (all cores). Set cores / n_jobs when several jobs
     # share a machine (joblib launcher): oversubscribed OpenMP threads slow the LSTM down by 10x and more.
     num_threads: int | None = None
+    # A run diverges when its training loss is not finite, or when the median loss of a stretch of
+    # batches (DIVERGENCE_WINDOW in train.py) exceeds this: chance level for 4 classes is ln 4 = 1.39, so
+    # 10 is far above anything a learning model shows. A saturated LSTM keeps exploded losses finite,
+    # which is why finiteness alone is not enough. null: only non-finite losses count.
+    divergence_threshold: float | None = 10.0
 
     def __post_init__(self) -> None:
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"trainer.num_threads must be positive or null, got {self.num_threads}")
-        if self.epochs < 1 or self.batch_size < 1 or self.log_interval < 1:
-            raise ValueError("trainer.epochs, trainer.batch_size and trainer.log_interval must be positive")
+        for name in ("epochs", "batch_size", "log_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"trainer.{name} must be positive, got {getattr(self, name)}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"trainer.patience must be positive or null, got {self.patience}")
+        if self.divergence_threshold is not None and not self.divergence_threshold > 0:
+            raise ValueError(f"trainer.divergence_threshold must be positive or null, got {self.divergence_threshold}")
 
 
 @dataclass
@@ -172,23 +189,29 @@ class AppConfig:
 
 
 # Settings that do not change what a run computes: a run may resume with other values for these, and
-# the report does not split runs by them.
+# neither summary.csv nor the report splits runs by them.
 NOT_PART_OF_THE_RUN = frozenset(
-    {"resume", "trainer.progress_bar", "trainer.log_interval", "trainer.device", "trainer.num_threads",
-     "data.cache_dir"}
-)  # fmt: skip
+    {
+        "resume",
+        "trainer.progress_bar",
+        "trainer.log_interval",
+        "trainer.device",
+        "trainer.num_threads",
+        "data.cache_dir",
+    }
+)
 
 
 def register_configs() -> None:
     """Store the schemas so conf/ can extend them: conf/config.yaml starts from `base_config`,
-    conf/<group>/<option>.yaml from `base_<group>`."""
+    conf/<group>/<option>.yaml from `/schema/<group>`. The schemas live outside the groups, so Hydra's
+    list of a group's options (`model=huge` fails with one) shows only the real options."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     store.store(name="base_config", node=AppConfig)
-    store.store(group="embedding", name="base_embedding", node=EmbeddingConfig)
-    store.store(group="model", name="base_model", node=ModelConfig)
-    store.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
+    for group, schema in (("embedding", EmbeddingConfig), ("model", ModelConfig), ("optimizer", OptimizerConfig)):
+        store.store(group=f"schema/{group}", name=group, node=schema, package=group)
 
 
 def to_plain_dict(config: Any) -> dict[str, Any]:
@@ -218,3 +241,51 @@ def unknown_keys(raw: dict[str, Any], config: Any, prefix: str = "") -> list[str
         elif isinstance(value, dict) and isinstance(known[key], dict):
             found += unknown_keys(value, known[key], f"{prefix}{key}.")
     return found
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix.rstrip("."): node}
+    return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'key: saved -> current' for every setting that differs, ignoring NOT_PART_OF_THE_RUN. A key the
+    saved config lacks (a setting added to agnews since) counts as its default."""
+    defaults = _flatten(to_plain_dict(AppConfig()))
+    old, new = _flatten(saved), _flatten(current)
+    differences = []
+    for key in sorted(old.keys() | new.keys()):
+        if key in NOT_PART_OF_THE_RUN:
+            continue
+        before, after = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
+        if before != after:
+            differences.append(f"{key}: {before!r} -> {after!r}")
+    return differences
+
+
+class ConfigError(AgnewsError):
+    """A config that composes but cannot describe a run; the message names the key."""
+
+
+def to_app_config(cfg: Any) -> AppConfig:
+    """The typed config of a composed DictConfig (Hydra's `cfg`, without its `hydra` node), or
+    ConfigError saying which key is wrong and why."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        config = OmegaConf.to_object(cfg)
+    except ValueError as error:  # a __post_init__ rule: its message names the key
+        raise ConfigError(f"config error: {error}") from None
+    except OmegaConfBaseException as error:
+        first = str(error).strip().splitlines()[0]
+        key = f" (key {error.full_key})" if getattr(error, "full_key", None) else ""
+        raise ConfigError(f"config error: {first}{key}") from None
+    extra = unknown_keys(OmegaConf.to_container(cfg, resolve=True), config)
+    if extra:
+        raise ConfigError(
+            f"Unknown config keys {', '.join(extra)}: agnews has no such settings "
+            "(python -m agnews.run --cfg job lists them)"
+        )
+    return config

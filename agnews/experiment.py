@@ -1,11 +1,17 @@
-"""One training run from a typed config: prepare data (once per process), build the model, train,
-evaluate on test with the best-validation weights, and record everything in the run directory."""
+"""One training run from a typed config: claim the run folder, prepare data (once per process), build the
+model, train, evaluate on test with the best-validation weights, and record everything in the folder.
+
+results.json is built in one place (`_record`) from the parts a run knows: its header (config, overrides,
+environment), its `RunProgress` (what training has established so far) and its end (status, metrics).
+It is written when the run starts, after every epoch and when it ends, so a killed run leaves a record.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
 import time
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,18 +20,27 @@ import numpy as np
 import torch
 
 from agnews import checkpoint
-from agnews import data as ag_news
-from agnews.config import AppConfig, EmbeddingConfig, EmbeddingKind, OovInit, to_plain_dict
-from agnews.embeddings import EmbeddingMatrix, build_embedding_matrix, load_glove
+from agnews.config import AppConfig, EmbeddingConfig, EmbeddingKind, OovInit, config_differences, to_plain_dict
+from agnews.data import ag_news
+from agnews.data.glove import EmbeddingMatrix, build_embedding_matrix, load_glove
+from agnews.data.prepare import data_key, prepare_data
+from agnews.data.text import Vocab
 from agnews.model import build_model, count_parameters
-from agnews.prepare import prepare_data
-from agnews.results import RESULTS_FORMAT, RunStatus, git_commit, read_run_results, write_run_results
-from agnews.storage import AgnewsError, resolve_cache_dir
-from agnews.text import Vocab
-from agnews.train import DivergedError, FitResult, can_use_sparse_embedding, evaluate, fit, select_device
+from agnews.results import RESULTS_FORMAT, RunStatus, read_run_results, write_run_results
+from agnews.storage import AgnewsError, claim_folder, remove_stale_temporaries, resolve_cache_dir
+from agnews.train import (
+    DivergedError,
+    TrainState,
+    can_use_sparse_embedding,
+    check_precision,
+    evaluate,
+    fit,
+    select_device,
+)
 
 log = logging.getLogger(__name__)
 
+CHOOSE_RUN_DIR = "choose a writable one with hydra.run.dir=PATH (or hydra.sweep.dir=PATH for a sweep)"
 
 # Consecutive jobs of a sweep in one process (basic and joblib launchers reuse workers) usually share
 # the embedding and differ in seed: keep the last matrix built. Only one, as a glove300 matrix for a full
@@ -38,7 +53,7 @@ def prepare_embedding(config: EmbeddingConfig, vocab: Vocab, cache_dir: Path, se
     if config.kind is EmbeddingKind.learned:
         return None
     oov_seed = seed if config.oov is OovInit.random else None
-    key = (config.dim, config.path, str(cache_dir), tuple(config.urls), config.oov, id(vocab), oov_seed)
+    key = (config.dim, config.path, str(cache_dir), tuple(config.urls), config.oov, vocab.digest, oov_seed)
     if key not in _last_embedding:
         glove = load_glove(config.dim, cache_dir, path=config.path, urls=config.urls, progress=progress)
         _last_embedding.clear()
@@ -52,73 +67,114 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def run_experiment(config: AppConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Train and evaluate one configuration; results.json in `run_dir` tracks the run from its start.
+@dataclass
+class RunProgress:
+    """What a run has established so far; the training step fills it in as it goes, so a run that fails
+    halfway still records its finished epochs and its setup."""
 
-    With `config.resume`, a run already completed in `run_dir` with the same config is returned as it
-    is, and a killed or failed one continues from its last checkpoint.
+    history: list[dict[str, Any]] = field(default_factory=list)
+    device: str | None = None
+    data: dict[str, Any] | None = None  # {"key": prepared-data key, "vocab_sha256": ...}: which data it trains on
+    embedding_coverage: dict[str, int] | None = None
+    num_parameters: int | None = None
+    num_trainable_parameters: int | None = None
+    setup_time_s: float | None = None  # start to first batch: data, embedding and model ready
+    resumed_after_epoch: int | None = None
+
+
+def run_experiment(config: AppConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train and evaluate one configuration in `run_dir`; return its results.json content.
+
+    The folder is claimed for the run's duration: a second command reaching it fails at once. With
+    `config.resume`, a run completed there with the same config and data is returned as it is, and a
+    killed, failed or interrupted one continues from its last checkpoint.
     """
-    plain_config = to_plain_dict(config)
-    previous = _previous_run(run_dir, plain_config, config.resume)
-    if previous is not None and previous["status"] == RunStatus.completed:
-        log.info("Skipping %s: completed earlier with the same config (test acc %.2f%%)", run_dir,
-                 100 * previous["metrics"]["test_acc"])  # fmt: skip
-        (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
-        return previous
+    run_dir = Path(run_dir)
+    with claim_folder(run_dir, "run directory", CHOOSE_RUN_DIR):
+        remove_stale_temporaries(run_dir)  # a killed write's; nobody else writes here while we hold the claim
+        cache_dir = resolve_cache_dir(config.data.cache_dir)
+        previous = _previous_run(run_dir, config)
+        if previous is not None and previous["status"] == RunStatus.completed:
+            _check_same_data(previous, data_key(config.data, cache_dir), run_dir)
+            log.info(
+                "Skipping %s: completed earlier with the same config and data (test acc %.2f%%)",
+                run_dir,
+                100 * previous["metrics"]["test_acc"],
+            )
+            (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
+            return previous
+        return _run(config, run_dir, cache_dir, overrides or [], previous)
+
+
+def _run(
+    config: AppConfig, run_dir: Path, cache_dir: Path, overrides: list[str], previous: dict[str, Any] | None
+) -> dict[str, Any]:
     started = time.perf_counter()
-    if config.trainer.num_threads is not None:
-        torch.set_num_threads(config.trainer.num_threads)
-    device = select_device(config.trainer.device)
-    results: dict[str, Any] = {
+    header = {
         "format": RESULTS_FORMAT,
-        "status": RunStatus.running.value,
-        "error": None,
-        "config": plain_config,
-        "overrides": list(overrides or []),
-        "metrics": {},
-        "history": [],
-        "embedding_coverage": None,
+        "config": to_plain_dict(config),
+        "overrides": list(overrides),
         "torch_version": torch.__version__,
-        "device": str(device),
         "git_commit": git_commit(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    # A resumed run keeps the epochs it recorded, even if this attempt fails before training.
+    progress = RunProgress(history=list(previous["history"]) if previous else [])
+    write_run_results(run_dir, _record(header, progress, RunStatus.running))
+    status, error, metrics = RunStatus.failed, None, {}
     try:
-        write_run_results(run_dir, results)
-    except OSError as error:
-        raise AgnewsError(f"cannot write to the run directory {run_dir} ({error}); choose a writable one "
-                          "with hydra.run.dir=PATH (or hydra.sweep.dir=PATH for a sweep)") from error  # fmt: skip
-    try:
-        _train_and_test(config, run_dir, device, results, started)
-    except DivergedError as error:
-        results.update(status=RunStatus.diverged.value, error=str(error))
-        log.error("Run diverged: %s", error)
-    except BaseException as error:
-        results.update(status=RunStatus.failed.value, error=f"{type(error).__name__}: {error}")
+        metrics = _train_and_test(config, run_dir, cache_dir, header, progress, previous)
+        status = RunStatus.completed
+    except DivergedError as caught:
+        status, error = RunStatus.diverged, str(caught)
+        log.error("Run diverged: %s", caught)
+    except KeyboardInterrupt:
+        status, error = RunStatus.interrupted, "interrupted (Ctrl-C)"
+        raise
+    except BaseException as caught:
+        error = f"{type(caught).__name__}: {caught}"
         raise
     finally:
-        results["wall_time_s"] = time.perf_counter() - started
-        results["metrics"]["wall_time_s"] = results["wall_time_s"]
-        results["metrics"]["num_parameters"] = results.get("num_parameters")
-        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        wall_time = time.perf_counter() - started
+        results = _record(header, progress, status, error, metrics, wall_time)
         write_run_results(run_dir, results)
     (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)  # the run ended: nothing left to resume
     return results
 
 
-def _previous_run(run_dir: Path, plain_config: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+def _record(
+    header: dict[str, Any],
+    progress: RunProgress,
+    status: RunStatus,
+    error: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    wall_time_s: float | None = None,
+) -> dict[str, Any]:
+    """results.json's content; the one place that assembles it."""
+    record = {**header, "status": status.value, "error": error, "metrics": dict(metrics or {}), **asdict(progress)}
+    if wall_time_s is not None:
+        finished = {"wall_time_s": wall_time_s, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        record.update(finished)
+        # summary.csv and the report read every headline number from metrics.
+        record["metrics"].update(wall_time_s=wall_time_s, num_parameters=progress.num_parameters)
+    return record
+
+
+def _previous_run(run_dir: Path, config: AppConfig) -> dict[str, Any] | None:
     """What an earlier run left in run_dir (its results), or None; refuses to touch it unless resuming
     the same config."""
     previous = read_run_results(run_dir)
     if previous is None and not (run_dir / checkpoint.CHECKPOINT_FILE).exists():
         return None
     status = previous["status"] if previous else "killed before its first results"
-    if not resume:
+    if status == RunStatus.running:
+        status = "running when it was killed"
+    if not config.resume:
         raise AgnewsError(
-            f"{run_dir} already holds a run ({status}). Pass resume=true to skip it if it completed or continue "
-            "it from its last checkpoint, or choose a new hydra.run.dir / hydra.sweep.dir."
+            f"{run_dir} already holds a run ({status}); it is left untouched. Pass resume=true to skip it if it "
+            "completed or continue it from its last checkpoint, or choose a new hydra.run.dir / hydra.sweep.dir."
         )
-    differences = checkpoint.config_differences(previous["config"], plain_config) if previous else []
+    differences = config_differences(previous["config"], to_plain_dict(config)) if previous else []
     if differences:
         raise AgnewsError(
             f"{run_dir} holds a run of another config ({'; '.join(differences[:5])}); it is left untouched. "
@@ -127,61 +183,103 @@ def _previous_run(run_dir: Path, plain_config: dict[str, Any], resume: bool) -> 
     return previous
 
 
+def _check_same_data(previous: dict[str, Any], key: str, run_dir: Path) -> None:
+    recorded = (previous.get("data") or {}).get("key")
+    if recorded is not None and recorded != key:
+        raise AgnewsError(
+            f"{run_dir} holds a run made on other data than data.dir/data.url now hold (prepared-data key "
+            f"{recorded} -> {key}); it is left untouched, as resuming would mix two datasets. Restore the original "
+            "files, or run into a new directory."
+        )
+
+
 def _train_and_test(
-    config: AppConfig, run_dir: Path, device: torch.device, results: dict[str, Any], started: float
-) -> None:
-    """The run itself; fills `results` (metrics, history, sizes) as it goes. `started`: perf_counter at start."""
+    config: AppConfig,
+    run_dir: Path,
+    cache_dir: Path,
+    header: dict[str, Any],
+    progress: RunProgress,
+    previous: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The run itself; returns the test metrics. Fills `progress` as it goes."""
+    started = time.perf_counter()
+    trainer = config.trainer
+    if trainer.num_threads is not None:
+        torch.set_num_threads(trainer.num_threads)
+    device = select_device(trainer.device)
+    check_precision(trainer.precision, device)
+    progress.device = str(device)
     seed_everything(config.seed)
-    data = prepare_data(config.data, progress=config.trainer.progress_bar)
+    data = prepare_data(config.data, cache_dir, progress=trainer.progress_bar)
+    if previous is not None:
+        _check_same_data(previous, data.key, run_dir)
+    progress.data = {"key": data.key, "vocab_sha256": data.vocab.digest}
     data.vocab.save(run_dir / "vocab.txt")
-    cache_dir = resolve_cache_dir(config.data.cache_dir)
-    matrix = prepare_embedding(config.embedding, data.vocab, cache_dir, config.seed, config.trainer.progress_bar)
+    matrix = prepare_embedding(config.embedding, data.vocab, cache_dir, config.seed, trainer.progress_bar)
     if matrix is not None:
-        results["embedding_coverage"] = {"found": matrix.found, "total": matrix.total}
+        progress.embedding_coverage = {"found": matrix.found, "total": matrix.total}
     pretrained = None if matrix is None else torch.from_numpy(matrix.weights)
-    num_classes = len(ag_news.CLASS_NAMES)
     sparse = can_use_sparse_embedding(config.optimizer)
+    num_classes = len(ag_news.CLASS_NAMES)
     model = build_model(config.model, config.embedding, len(data.vocab), num_classes, pretrained, sparse).to(device)
-    total, trainable = count_parameters(model)
-    results.update(num_parameters=total, num_trainable_parameters=trainable)
-    log.info("Model: %d parameters (%d trainable) on %s", total, trainable, device)
+    progress.num_parameters, progress.num_trainable_parameters = count_parameters(model)
+    log.info("Model: %d parameters (%d trainable) on %s", *count_parameters(model), device)
 
+    state = TrainState(model, config.optimizer, trainer, device, config.seed)
     checkpoint_path = run_dir / checkpoint.CHECKPOINT_FILE
-    resume_from = None
     if config.resume and checkpoint_path.exists():
-        resume_from = checkpoint.load(checkpoint_path, checkpoint.CHECKPOINT_FORMAT, results["config"], device)
-        results["resumed_after_epoch"] = len(resume_from["history"])
+        state.load_state_dict(checkpoint.load_checkpoint(checkpoint_path, header["config"], data.key, device))
+        progress.resumed_after_epoch = len(state.history)
 
-    def on_epoch_end(progress: FitResult, snapshot) -> None:
-        results["history"] = progress.history
-        if config.trainer.checkpoint:
-            content = {"format": checkpoint.CHECKPOINT_FORMAT, "config": results["config"], **snapshot()}
-            checkpoint.save(checkpoint_path, content)
-        write_run_results(run_dir, results)
+    def on_epoch_end(state: TrainState) -> None:
+        progress.history = list(state.history)
+        if trainer.checkpoint:
+            checkpoint.save_checkpoint(checkpoint_path, state.state_dict(), header["config"], data.key)
+        write_run_results(run_dir, _record(header, progress, RunStatus.running))
 
-    results["setup_time_s"] = time.perf_counter() - started  # data, embedding and model ready: first batch next
-    fitted = fit(model, data.train, data.val, config.trainer, config.optimizer, device, config.seed,
-                 resume_from=resume_from, on_epoch_end=on_epoch_end)  # fmt: skip
-    results["history"] = fitted.history
-    model.load_state_dict(fitted.best_state)
-    checkpoint.save(run_dir / checkpoint.MODEL_FILE, {
-        "format": checkpoint.MODEL_FORMAT, "config": results["config"], "state_dict": fitted.best_state,
-        "best_epoch": fitted.best_epoch, "class_names": list(ag_news.CLASS_NAMES),
-    })  # fmt: skip
-    test_loss, test_acc = evaluate(model, data.test, config.trainer.batch_size, device,
-                                   config.trainer.bucket_by_length, config.trainer.precision)  # fmt: skip
-    last = fitted.history[-1]
-    results["metrics"] = {
+    progress.setup_time_s = time.perf_counter() - started
+    fit(state, data.train, data.val, trainer, config.optimizer, on_epoch_end)
+    progress.history = list(state.history)
+    model.load_state_dict(state.best_state)
+    checkpoint.save_model(
+        run_dir / checkpoint.MODEL_FILE,
+        header["config"],
+        state.best_state,
+        state.best_epoch,
+        list(ag_news.CLASS_NAMES),
+        data.vocab.digest,
+    )
+    test_loss, test_acc = evaluate(
+        model, data.test, trainer.batch_size, device, trainer.bucket_by_length, trainer.precision
+    )
+    last = state.history[-1]
+    log.info(
+        "Test accuracy %.2f%% with the weights of epoch %d (val %.2f%%)",
+        100 * test_acc,
+        state.best_epoch,
+        100 * state.best_val_acc,
+    )
+    return {
         "test_acc": test_acc,
         "test_loss": test_loss,
-        "best_val_acc": fitted.best_val_acc,
-        "best_epoch": fitted.best_epoch,
-        "epochs": len(fitted.history),
-        "stopped_early": fitted.stopped_early,
+        "best_val_acc": state.best_val_acc,
+        "best_epoch": state.best_epoch,
+        "epochs": len(state.history),
+        "stopped_early": state.stopped_early,
         "final_train_acc": last["train_acc"],
         "final_train_loss": last["train_loss"],
         "final_val_acc": last["val_acc"],
     }
-    results["status"] = RunStatus.completed.value
-    log.info("Test accuracy %.2f%% with the weights of epoch %d (val %.2f%%)", 100 * test_acc,
-             fitted.best_epoch, 100 * fitted.best_val_acc)  # fmt: skip
+
+
+def git_commit(source_dir: Path | None = None) -> str | None:
+    """The project's git commit when it runs from a checkout, else None."""
+    import subprocess
+
+    source_dir = source_dir or Path(__file__).resolve().parent
+    try:
+        command = ["git", "rev-parse", "HEAD"]
+        completed = subprocess.run(command, cwd=source_dir, capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip() or None

@@ -79,9 +79,13 @@ class LSTMClassifier(nn.Module):
 
 
 def build_model(
-    model: ModelConfig, embedding: EmbeddingConfig, vocab_size: int, num_classes: int,
-    pretrained: torch.Tensor | None = None, sparse_embedding: bool = False,
-) -> LSTMClassifier:  # fmt: skip
+    model: ModelConfig,
+    embedding: EmbeddingConfig,
+    vocab_size: int,
+    num_classes: int,
+    pretrained: torch.Tensor | None = None,
+    sparse_embedding: bool = False,
+) -> LSTMClassifier:
     """The classifier a config describes; `pretrained` ([vocab_size, embedding.dim]) seeds the embedding."""
     return LSTMClassifier(
         vocab_size=vocab_size,

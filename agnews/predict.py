@@ -27,13 +27,14 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agnews import checkpoint
-from agnews.batches import make_batch
 from agnews.config import AppConfig, Pooling
-from agnews.data import read_split
+from agnews.data.ag_news import read_split
+from agnews.data.batches import make_batch
+from agnews.data.text import Vocab, decode_utf8, encode, tokenize_all
 from agnews.model import LSTMClassifier, build_model
 from agnews.results import read_run_results
 from agnews.storage import AgnewsError, atomic_write_text
-from agnews.text import Vocab, encode, tokenize_all
+from agnews.tables import text_table
 from agnews.train import select_device
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     model_path = run_dir / checkpoint.MODEL_FILE
     if not model_path.is_file():
         raise AgnewsError(_no_model_message(run_dir))
-    torch_device = _device(device)
+    torch_device = select_device(device)
     remedy = "rerun the training run to recreate it"
     content = checkpoint.read(model_path, checkpoint.MODEL_FORMAT, torch_device, remedy)
     missing = [key for key in ("config", "state_dict", "class_names") if key not in content]
@@ -102,8 +103,17 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     state = content["state_dict"]
     rows = state["embedding.weight"].shape[0]
     if len(vocab) != rows:
-        raise AgnewsError(f"{run_dir / 'vocab.txt'} has {len(vocab)} tokens but the model's embedding has {rows} "
-                          "rows: the vocab is not the one this model was trained with")  # fmt: skip
+        raise AgnewsError(
+            f"{run_dir / 'vocab.txt'} has {len(vocab)} tokens but the model's embedding has {rows} "
+            "rows: the vocab is not the one this model was trained with"
+        )
+    recorded = content.get("vocab_sha256")  # absent in model files written before it was recorded
+    if recorded is not None and recorded != vocab.digest:
+        raise AgnewsError(
+            f"{run_dir / 'vocab.txt'} is not the vocab this model was trained with (same size, other "
+            "tokens or order: its sha256 differs from the one in model.pt); restore the run's own "
+            "vocab.txt"
+        )
     class_names = tuple(content["class_names"])
     # pretrained=None: a plain nn.Embedding, which load_state_dict fills with the saved (GloVe) rows.
     model = build_model(config.model, config.embedding, len(vocab), len(class_names))
@@ -112,21 +122,15 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     except RuntimeError as error:
         raise AgnewsError(f"{model_path}: the weights do not fit the model its config describes ({error})") from error
     model.to(torch_device).eval()
-    log.info("Loaded %s: %s pooling, best epoch %s, vocab %d, on %s", model_path, config.model.pooling,
-             content.get("best_epoch"), len(vocab), torch_device)  # fmt: skip
+    log.info(
+        "Loaded %s: %s pooling, best epoch %s, vocab %d, on %s",
+        model_path,
+        config.model.pooling,
+        content.get("best_epoch"),
+        len(vocab),
+        torch_device,
+    )
     return Predictor(model, vocab, config, class_names, torch_device)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return select_device(name)
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise AgnewsError(f"device {name!r} is not a torch device: try cpu, auto, cuda, cuda:1 or mps") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AgnewsError(f"device {name!r}: CUDA is not available here; use --device cpu (or auto)")
-    return device
 
 
 def _no_model_message(run_dir: Path) -> str:
@@ -141,8 +145,10 @@ def _no_model_message(run_dir: Path) -> str:
         return f"{run_dir} has no {checkpoint.MODEL_FILE}: its results.json says status {status!r}{error}; {hint}"
     jobs = sorted(path.parent.name for path in run_dir.glob(f"*/{checkpoint.MODEL_FILE}"))
     if jobs:
-        return (f"{run_dir} has no {checkpoint.MODEL_FILE}: it looks like a sweep folder; pass one of its job "
-                f"folders, e.g. {run_dir / jobs[0]}")  # fmt: skip
+        return (
+            f"{run_dir} has no {checkpoint.MODEL_FILE}: it looks like a sweep folder; pass one of its job "
+            f"folders, e.g. {run_dir / jobs[0]}"
+        )
     return f"{run_dir} has no {checkpoint.MODEL_FILE} and no results.json: it is not a run directory"
 
 
@@ -154,13 +160,7 @@ def read_lines(source: str) -> list[str]:
         data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as error:
         raise AgnewsError(f"{name}: cannot read it ({error.strerror})") from error
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is not part of the first text
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise AgnewsError(f"{name}, line {line}: bytes {data[error.start : error.end]!r} are not UTF-8; "
-                          "re-save the input as UTF-8") from error  # fmt: skip
+    text = decode_utf8(data, name, "; re-save the input as UTF-8")
     lines = [line.removesuffix("\r") for line in text.split("\n")]
     if lines[-1] == "":
         lines.pop()  # the final newline ends the last line; it does not start an empty one
@@ -188,8 +188,9 @@ def read_labelled(source: str) -> tuple[list[str], np.ndarray]:
     return split.texts, split.labels
 
 
-def format_csv(texts: Sequence[str], probabilities: np.ndarray, class_names: Sequence[str],
-               true_labels: np.ndarray | None = None) -> str:  # fmt: skip
+def format_csv(
+    texts: Sequence[str], probabilities: np.ndarray, class_names: Sequence[str], true_labels: np.ndarray | None = None
+) -> str:
     """CSV with a header; labels are AG News numbers (1 = the first class), as in the data files."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -204,13 +205,11 @@ def format_csv(texts: Sequence[str], probabilities: np.ndarray, class_names: Seq
 
 def format_table(texts: Sequence[str], probabilities: np.ndarray, class_names: Sequence[str]) -> str:
     """An aligned table for the terminal: text (shortened), predicted class, one column per class."""
-    shown = [text if len(text) <= 60 else text[:57] + "..." for text in texts]
     rows = [["text", "predicted", *class_names]]
-    rows += [[text, class_names[int(row.argmax())], *(f"{p:.3f}" for p in row)]
-             for text, row in zip(shown, probabilities, strict=True)]  # fmt: skip
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)  # fmt: skip
+    for text, row in zip(texts, probabilities, strict=True):
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        rows.append([shown, class_names[int(row.argmax())], *(f"{p:.3f}" for p in row)])
+    return text_table(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,8 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         probabilities = predictor.predict(texts)
         if true_labels is not None:
             correct = int((probabilities.argmax(axis=1) == true_labels).sum())
-            log.info("Accuracy %.2f%% (%d of %d rows of %s)", 100 * correct / len(texts), correct, len(texts),
-                     "stdin" if args.file == "-" else args.file)  # fmt: skip
+            log.info(
+                "Accuracy %.2f%% (%d of %d rows of %s)",
+                100 * correct / len(texts),
+                correct,
+                len(texts),
+                "stdin" if args.file == "-" else args.file,
+            )
         if args.file is None and args.out is None:
             print(format_table(texts, probabilities, predictor.class_names))
             return 0

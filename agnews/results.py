@@ -1,8 +1,11 @@
-"""What a run leaves behind and what a sweep adds up to.
+"""The record a run keeps of itself: `results.json` (resolved config, status, metrics, per-epoch history,
+environment, the data it trained on) and `history.csv` (the history as a table). Written by the run as it
+goes; read by resume, summary.csv and the report, which trust nothing else in a run folder.
 
-Each run directory gets `results.json` (resolved config, metrics, per-epoch history, environment) and
-`history.csv` (the history as a table). These two files are all that the summary and the report read.
-When a multirun ends, `SummaryCallback` writes `summary.csv` at the sweep root: one row per job.
+`read_job` is the one reader of a job folder. A job's labels come from its own results.json: the
+resolved config for any config key, the overrides it recorded for the rest (`+experiment=...`). Hydra
+rewrites `.hydra/overrides.yaml` and `multirun.yaml` whenever a command reaches the folder, even one that
+agnews then refuses, so those files are read only for a job that never wrote results.json.
 
 No torch here: the report imports this module and must start fast.
 """
@@ -12,29 +15,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
-import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.experimental.callback import Callback
 
 from agnews.storage import AgnewsError, atomic_write_text
 
-log = logging.getLogger(__name__)
-
 RESULTS_FILE = "results.json"
 HISTORY_FILE = "history.csv"
-SUMMARY_FILE = "summary.csv"
 RESULTS_FORMAT = "agnews-results/1"
 
 # Flat snake_case per-epoch metrics, in history.csv column order.
-HISTORY_COLUMNS = (
-    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "samples_per_s",
-)  # fmt: skip
-SUMMARY_METRICS = ("test_acc", "best_val_acc", "best_epoch", "epochs", "wall_time_s", "num_parameters")
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "samples_per_s")
 
 
 class RunStatus(StrEnum):
@@ -42,7 +38,9 @@ class RunStatus(StrEnum):
     running = "running"  # results.json written at the start; a run killed before its end stays so
     failed = "failed"
     diverged = "diverged"
+    interrupted = "interrupted"  # stopped with Ctrl-C (SIGINT) or SIGTERM; resume=true continues it
     unfinished = "unfinished"  # a job folder with no results.json at all
+    unreadable = "unreadable"  # a results.json that cannot be read: its numbers are unknown
 
 
 def write_run_results(run_dir: Path, results: dict[str, Any]) -> None:
@@ -56,115 +54,92 @@ def write_run_results(run_dir: Path, results: dict[str, Any]) -> None:
 
 
 def read_run_results(run_dir: Path) -> dict[str, Any] | None:
-    """The run's results.json as a dict; None when the run never wrote one."""
+    """The run's results.json as a dict; None when the run never wrote one; AgnewsError naming the file
+    when it cannot be read or is not an agnews results file."""
     path = run_dir / RESULTS_FILE
-    if not path.exists():
-        return None
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise AgnewsError(f"{path} is not valid JSON ({error}); delete it and rerun that job") from error
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise AgnewsError(f"{path} cannot be read ({error}); delete that job's folder and rerun it") from error
+    try:
+        results = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise AgnewsError(f"{path} is not valid JSON ({error}); delete that job's folder and rerun it") from error
     if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
         raise AgnewsError(f"{path} is not an agnews results file (expected format {RESULTS_FORMAT!r})")
+    if results.get("status") not in set(RunStatus) or not isinstance(results.get("config"), dict):
+        raise AgnewsError(f"{path} has no valid status and config; delete that job's folder and rerun it")
     return results
 
 
-def read_job_overrides(run_dir: Path) -> dict[str, str]:
-    """The job's overrides (Hydra's .hydra/overrides.yaml) as {key: value}, '+' prefixes dropped."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return {}
+@dataclass(frozen=True)
+class JobRecord:
+    folder: Path
+    status: str  # a RunStatus value
+    error: str = ""
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved config the run recorded; {} if none
+    overrides: dict[str, str] = field(default_factory=dict)  # key -> value, '+'/'~' prefixes dropped
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def job(self) -> str:
+        return self.folder.name
+
+    def label(self, key: str) -> str | None:
+        """The job's value of `key`, spelled as in an override: the recorded config's value when the key is
+        a config setting (a group gives its option's name), else the recorded override, else None."""
+        value = _config_value(self.config, key)
+        return value if value is not None else self.overrides.get(key)
+
+
+def _config_value(config: dict[str, Any], key: str) -> str | None:
+    value: Any = config
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    if isinstance(value, dict):
+        value = value.get("name")
+    return None if value is None else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+
+
+def parse_overrides(items: Iterable[Any]) -> dict[str, str]:
+    """["+experiment=x", "seed=1"] -> {"experiment": "x", "seed": "1"}."""
     overrides = {}
-    for item in yaml.safe_load(path.read_text(encoding="utf-8")) or []:
+    for item in items:
         key, _, value = str(item).partition("=")
         overrides[key.lstrip("+~")] = value
     return overrides
 
 
-def find_job_dirs(sweep_dir: Path) -> list[Path]:
-    """Job folders of a sweep: direct children holding results.json or Hydra's .hydra/ folder,
-    numerically ordered when named by job number."""
-    jobs = [
-        child
-        for child in sweep_dir.iterdir()
-        if child.is_dir() and ((child / RESULTS_FILE).exists() or (child / ".hydra").is_dir())
-    ]
-
-    def job_order(path: Path) -> tuple[bool, int, str]:
-        return (not path.name.isdigit(), int(path.name) if path.name.isdigit() else 0, path.name)
-
-    return sorted(jobs, key=job_order)
-
-
-def summarize_job(job_dir: Path) -> dict[str, Any]:
-    """One summary row: the job's overrides, then its status and headline metrics."""
-    row: dict[str, Any] = {"job": job_dir.name, **read_job_overrides(job_dir)}
-    results = read_run_results(job_dir)
-    if results is None:
-        row["status"] = RunStatus.unfinished.value
-        return row
-    metrics = results.get("metrics", {})
-    row["status"] = results.get("status", RunStatus.unfinished.value)
-    for name in SUMMARY_METRICS:
-        row[name] = metrics.get(name, results.get(name))
-    row["error"] = results.get("error") or ""
-    return row
-
-
-def swept_keys(sweep_dir: Path, override_keys: set[str], rows: list[dict[str, Any]]) -> list[str]:
-    """The override keys a sweep varies: swept in its command line or sweeper params (multirun.yaml), or
-    differing between jobs. An override every job shares (data.dir=...) is not a column."""
-    declared: set[str] = set()
-    multirun = sweep_dir / "multirun.yaml"
-    if multirun.exists():
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        hydra = (yaml.safe_load(multirun.read_text(encoding="utf-8")) or {}).get("hydra") or {}
-        declared |= set((hydra.get("sweeper") or {}).get("params") or {})
-        task = (hydra.get("overrides") or {}).get("task") or []
-        parsed = OverridesParser.create().parse_overrides(task)
-        declared |= {override.key_or_group.lstrip("+~") for override in parsed if override.is_sweep_override()}
-    varying = {key for key in override_keys if len({str(row.get(key)) for row in rows}) > 1}
-    return sorted((declared & override_keys) | varying)
-
-
-def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Write summary.csv at the sweep root (atomically); return its rows."""
-    rows = [summarize_job(job_dir) for job_dir in find_job_dirs(sweep_dir)]
-    fixed = {"job", "status", "error", *SUMMARY_METRICS}
-    override_keys = swept_keys(sweep_dir, {key for row in rows for key in row} - fixed, rows)
-    columns = ["job", *override_keys, "status", *SUMMARY_METRICS, "error"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = sweep_dir / SUMMARY_FILE
-    atomic_write_text(path, buffer.getvalue())
-    log.info("Wrote %s: %d jobs", path, len(rows))
-    return rows
-
-
-def git_commit(source_dir: Path | None = None) -> str | None:
-    """The project's git commit when it runs from a checkout, else None."""
-    source_dir = source_dir or Path(__file__).resolve().parent
+def _hydra_overrides(job_dir: Path) -> dict[str, str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
     try:
-        command = ["git", "rev-parse", "HEAD"]
-        completed = subprocess.run(command, cwd=source_dir, capture_output=True, text=True, timeout=5, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return completed.stdout.strip() or None
+        return parse_overrides(yaml.safe_load(path.read_text(encoding="utf-8")) or [])
+    except (OSError, yaml.YAMLError, TypeError):
+        return {}
 
 
-class SummaryCallback(Callback):
-    """Hydra callback (conf/config.yaml: hydra.callbacks.summary) writing summary.csv when a multirun ends.
-    It runs in the launching process, also with the joblib and submitit launchers. If any job did not
-    complete, it lists them and makes the command exit with status 1."""
-
-    def on_multirun_end(self, config, **kwargs: Any) -> None:
-        rows = write_summary(Path(config.hydra.sweep.dir))
-        not_completed = [row for row in rows if row["status"] != RunStatus.completed.value]
-        if not_completed:
-            for row in not_completed:
-                log.error("Job %s %s: %s", row["job"], row["status"], row.get("error") or "no results")
-            log.error("%d of %d jobs did not complete; see summary.csv", len(not_completed), len(rows))
-            raise SystemExit(1)
+def read_job(job_dir: Path) -> JobRecord:
+    """A job folder as the run recorded it; never raises for a damaged folder (its status says so)."""
+    try:
+        results = read_run_results(job_dir)
+    except AgnewsError as error:
+        return JobRecord(job_dir, RunStatus.unreadable.value, str(error), overrides=_hydra_overrides(job_dir))
+    if results is None:
+        note = f"no {RESULTS_FILE}: the job never started, or was killed before its first write"
+        return JobRecord(job_dir, RunStatus.unfinished.value, note, overrides=_hydra_overrides(job_dir))
+    metrics = results.get("metrics")
+    history = results.get("history")
+    return JobRecord(
+        folder=job_dir,
+        status=results["status"],
+        error=results.get("error") or "",
+        config=results["config"],
+        overrides=parse_overrides(results.get("overrides") or []),
+        metrics=metrics if isinstance(metrics, dict) else {},
+        history=[epoch for epoch in history or [] if isinstance(epoch, dict)],
+    )

@@ -11,9 +11,9 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from agnews.config import AppConfig, register_configs, unknown_keys
+from agnews.config import ConfigError, register_configs, to_app_config
 from agnews.experiment import run_experiment
 from agnews.results import RunStatus
 from agnews.storage import AgnewsError
@@ -26,28 +26,32 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Returns the best validation accuracy, the value a Hydra sweeper optimises (NaN if the run failed)."""
-    config: AppConfig = OmegaConf.to_object(cfg)
-    extra = unknown_keys(OmegaConf.to_container(cfg, resolve=True), config)
-    if extra:
-        log.error("Unknown config keys %s: agnews has no such settings (python -m agnews.run --cfg job lists them)",
-                  ", ".join(extra))  # fmt: skip
-        sys.exit(2)
     hydra_config = HydraConfig.get()
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_config.runtime.output_dir)
     try:
-        results = run_experiment(config, Path(hydra_config.runtime.output_dir), list(hydra_config.overrides.task))
+        results = run_experiment(to_app_config(cfg), run_dir, list(hydra_config.overrides.task))
+    except KeyboardInterrupt:
+        log.error(
+            "Interrupted. %s keeps the epochs finished so far: run the same command with resume=true to "
+            "continue from the last one.",
+            run_dir,
+        )
+        sys.exit(130)
     except Exception as error:
         # results.json already says failed. In a sweep, the other jobs still run and the summary callback
         # reports this one; alone, a user-fixable error is shown as its message, not a traceback.
         if in_sweep:
             log.error("Job failed: %s", error, exc_info=not isinstance(error, AgnewsError))
             return math.nan
-        if isinstance(error, AgnewsError):
-            log.error("%s", error)
+        if not isinstance(error, AgnewsError):
+            raise
+        log.error("%s", error)
+        sys.exit(2 if isinstance(error, ConfigError) else 1)
+    if not in_sweep:
+        print(f"Run folder: {run_dir}")
+        if results["status"] != RunStatus.completed:
             sys.exit(1)
-        raise
-    if results["status"] != RunStatus.completed and not in_sweep:
-        sys.exit(1)
     return float(results["metrics"].get("best_val_acc", math.nan))
 
 

@@ -1,4 +1,5 @@
-"""Where caches live, and writing files so that a killed process never leaves a half-written one.
+"""Files on disk: where caches live, writing so that a killed process never leaves a half-written file,
+locks shared by parallel jobs, and claiming a run or sweep folder so that two commands never share one.
 
 Every file this project writes goes through `atomic_write`: the bytes land in a temporary file in the
 same directory, which is renamed over the target only once complete. A reader therefore sees either
@@ -8,14 +9,26 @@ the old file or the new one, never a prefix of it.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import json
 import os
-import sys
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import filelock
+
 CACHE_ENV_VAR = "AGNEWS_CACHE_DIR"
+CLAIM_FILE = ".agnews.lock"  # held by the process that runs in a folder, for as long as it runs
+OWNER_FILE = ".agnews.owner"  # who holds the claim: pid, host, start time (for the loser's message)
+TEMP_SUFFIX = ".tmp"
+
+_SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_ACCESS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 class AgnewsError(RuntimeError):
@@ -34,12 +47,37 @@ def resolve_cache_dir(configured: str | os.PathLike[str] | None = None) -> Path:
     return Path(pooch.os_cache("agnews"))
 
 
+def explain_os_error(error: OSError, path: str | os.PathLike[str], remedy: str = "") -> AgnewsError:
+    """An AgnewsError saying what went wrong writing `path`, in words a user can act on."""
+    if error.errno in _SPACE_ERRNOS:
+        what = "no space left on the device (or the file size limit was hit)"
+        fix = remedy or "free some space or choose another folder"
+    elif error.errno in _ACCESS_ERRNOS:
+        what = "the folder is not writable"
+        fix = remedy or "choose a writable folder"
+    else:
+        what = error.strerror or str(error)
+        fix = remedy or "check the folder"
+    return AgnewsError(f"cannot write {path}: {what}; {fix}")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` is the way a write reports a full disk. torch.save says only 'unexpected pos'."""
+    if isinstance(error, OSError):
+        return error.errno in _SPACE_ERRNOS
+    return isinstance(error, RuntimeError) and ("unexpected pos" in str(error) or "file write failed" in str(error))
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "w", **open_kwargs) -> Iterator[IO]:
-    """Open a temporary sibling of `path` for writing; rename it to `path` only if the block succeeds."""
+    """Open a temporary sibling of `path` for writing; rename it to `path` only if the block succeeds.
+    A full disk or an unwritable folder becomes an AgnewsError naming `path`; the old file stays."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as error:
+        raise explain_os_error(error, path) from error
     try:
         # mkstemp makes the file 0600; give it the permissions open() would, so a shared cache stays readable.
         os.chmod(tmp_name, 0o666 & ~_current_umask())
@@ -48,34 +86,19 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **open_kwargs) -
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(error, RuntimeError) and is_disk_full(error):
+            raise explain_os_error(OSError(errno.ENOSPC, "no space"), path) from error
+        if isinstance(error, OSError):
+            raise explain_os_error(error, path) from error
         raise
 
 
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if missing) for the block, across processes.
-
-    Used around building a shared cache entry, so that jobs starting together (joblib workers, Slurm
-    array jobs) wait for one builder instead of each redoing the work; the waiter then finds the entry.
-    POSIX flock; where that is missing (Windows) the block runs unlocked, and the atomic renames still
-    keep the cache consistent.
-    """
-    if sys.platform == "win32":
-        yield
-        return
-    import fcntl
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
 
 
 def _current_umask() -> int:
@@ -84,6 +107,106 @@ def _current_umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing) for the block, across processes.
+
+    Used around building a shared cache entry, so that jobs starting together (joblib workers, Slurm
+    array jobs) wait for one builder instead of each redoing the work; the waiter then finds the entry.
+    filelock uses flock where it works, Windows' own locks there, and a lock file where the filesystem
+    has no flock (some network filesystems), so the lock holds wherever a cluster keeps its files.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(path)
+        lock.acquire()
+    except OSError as error:
+        fix = "point data.cache_dir (or $AGNEWS_CACHE_DIR) at a writable folder"
+        raise explain_os_error(error, path, fix) from error
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class FolderBusyError(AgnewsError):
+    """Another process holds the folder's claim right now."""
+
+
+class FolderClaim:
+    """The claim a process holds on a run or sweep folder while it works there.
+
+    Taking it is atomic (a non-blocking lock on `<folder>/.agnews.lock`): of two commands that reach the
+    same folder, one wins and the other fails at once with FolderBusyError. The lock dies with its
+    process, so a killed run leaves no stale claim. Claims are re-entrant within a process: the callback
+    that claims a single run's folder before Hydra writes there and the run itself share one.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.folder = Path(folder)
+        self._lock = filelock.FileLock(self.folder / CLAIM_FILE, is_singleton=True)
+
+    def acquire(self, what: str = "folder", choose: str = "choose another folder") -> FolderClaim:
+        """Claim the folder (`what` names it in messages, `choose` says how to pick another)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            already_ours = self._lock.is_locked
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise FolderBusyError(
+                f"the {what} {self.folder} is in use by another agnews command ({self.owner()}); nothing of it "
+                f"was touched. Wait for that command, or {choose}."
+            ) from None
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise AgnewsError(f"cannot write to the {what} {self.folder} ({reason}); {choose}") from error
+        if not already_ours:
+            owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+            atomic_write_text(self.folder / OWNER_FILE, json.dumps(owner) + "\n")
+        return self
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> FolderClaim:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def owner(self) -> str:
+        try:
+            owner = json.loads((self.folder / OWNER_FILE).read_text(encoding="utf-8"))
+            return f"pid {owner['pid']} on {owner['host']}, since {owner['since']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "owner unknown"
+
+
+def claim_folder(folder: str | os.PathLike[str], what: str = "folder", choose: str = "choose another") -> FolderClaim:
+    """Claim `folder` for this process (see FolderClaim); use as a context manager or release() it."""
+    return FolderClaim(folder).acquire(what, choose)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed atomic_write left in `folder`. Only for a folder this process
+    has claimed: nobody else can be writing there."""
+    removed = []
+    for path in folder.glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+_digests: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The file's sha256 in hex; remembered per process while its size, mtime and inode stay the same."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if key not in _digests:
+        with open(path, "rb") as handle:
+            _digests[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+    return _digests[key]

@@ -1,4 +1,10 @@
-"""The training loop: a plain PyTorch epoch loop with the notebook's SGD recipe or Adam(W)."""
+"""The training loop: a plain PyTorch epoch loop with the notebook's SGD recipe or Adam(W).
+
+`TrainState` owns everything training needs to continue after a kill (model, optimizer, scheduler,
+grad scaler, the batch-order RNG, history, the best epoch's weights); `state_dict()` is what
+checkpoint.pt holds, and `load_state_dict()` makes a resumed run compute exactly what an uninterrupted
+one would. `fit` runs epochs on a TrainState.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,31 +20,76 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from agnews.batches import iterate_batches
 from agnews.config import LrDecay, OptimizerConfig, OptimizerName, Precision, TrainerConfig
+from agnews.data.batches import iterate_batches
+from agnews.data.text import EncodedTexts
 from agnews.storage import AgnewsError
-from agnews.text import EncodedTexts
 
 log = logging.getLogger(__name__)
 
+# Batches between divergence checks. The losses of a window stay on the device; a check costs one host
+# sync, so a GPU is not stalled after every step. A window's median must exceed the threshold, so one
+# bad batch never ends a run, a sustained stretch does.
+DIVERGENCE_WINDOW = 50
+CHANCE_LOSS = math.log(4)  # cross-entropy of a uniform guess over the 4 classes
+
 
 class DivergedError(AgnewsError):
-    """The training loss became NaN or infinite."""
+    """The training loss became non-finite, or stayed far above chance level."""
 
 
 def select_device(name: str) -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; anything else is a torch device string."""
-    if name != "auto":
-        try:
-            return torch.device(name)
-        except RuntimeError as error:
-            hint = "try auto, cpu, cuda, cuda:1 or mps"
-            raise AgnewsError(f"trainer.device={name!r} is not a torch device: {hint}") from error
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """`auto` picks cuda, then mps, then cpu; anything else is a torch device string that must exist here."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise AgnewsError(f"device {name!r} is not a torch device: try auto, cpu, cuda, cuda:1 or mps") from error
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise AgnewsError(
+                f"device {name!r}: this machine has no CUDA GPU (or this torch {torch.__version__} "
+                "was built without CUDA); use device auto or cpu"
+            )
+        if device.index is not None and device.index >= count:
+            raise AgnewsError(f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise AgnewsError(f"device {name!r}: Apple's MPS is not available on this machine; use device auto or cpu")
+    return device
+
+
+def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+    """The dtype autocast runs matrix work in, or None for plain float32."""
+    if precision is Precision.auto:
+        return torch.float16 if device.type == "cuda" else None
+    return {Precision.fp32: None, Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}[precision]
+
+
+def check_precision(precision: Precision, device: torch.device) -> None:
+    """Refuse, before any data is read, a precision the device cannot train the LSTM in."""
+    dtype = autocast_dtype(precision, device)
+    if dtype is None or device.type == "cuda":
+        return
+    if dtype is torch.float16:
+        raise AgnewsError(
+            f"trainer.precision=fp16 needs a CUDA GPU, and this run is on {device}: "
+            "use trainer.precision=fp32 (or auto)"
+        )
+    # bfloat16 LSTMs on a CPU need oneDNN kernels that some processors lack; try a tiny one.
+    try:
+        with torch.autocast(device.type, dtype=dtype):
+            nn.LSTM(2, 2, batch_first=True).to(device)(torch.zeros(1, 2, 2, device=device))
+    except RuntimeError as error:
+        raise AgnewsError(
+            f"trainer.precision=bf16: this {device} cannot run the LSTM in bfloat16 "
+            f"({str(error).splitlines()[0]}); use trainer.precision=fp32"
+        ) from None
 
 
 def can_use_sparse_embedding(config: OptimizerConfig) -> bool:
@@ -72,13 +122,6 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Op
     return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
-    """The dtype autocast runs matrix work in, or None for plain float32."""
-    if precision is Precision.auto:
-        return torch.float16 if device.type == "cuda" else None
-    return {Precision.fp32: None, Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}[precision]
-
-
 def make_grad_scaler(trainer: TrainerConfig, device: torch.device) -> torch.amp.GradScaler:
     """Loss scaling keeps float16 gradients from underflowing; a disabled scaler passes everything through."""
     enabled = device.type == "cuda" and autocast_dtype(trainer.precision, device) is torch.float16
@@ -92,6 +135,49 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    # float64 sums on the device add exactly what the float64 Python sums of .item() values did; MPS has no
+    # float64.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class DivergenceMonitor:
+    """Keeps a window of batch losses on the device and checks them together (see DIVERGENCE_WINDOW)."""
+
+    def __init__(self, threshold: float | None, device: torch.device, description: str):
+        self.threshold, self.description = threshold, description
+        self.losses = torch.zeros(DIVERGENCE_WINDOW, device=device)
+        self.count = 0
+        self.first_step = 1
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        self.losses[self.count] = loss.detach()  # a device-side copy: no sync
+        self.count += 1
+        if self.count == DIVERGENCE_WINDOW:
+            self.check(step)
+
+    def check(self, step: int) -> None:
+        """Raise DivergedError if the losses since the last check say so; one host sync."""
+        if self.count == 0:
+            return
+        window = self.losses[: self.count]
+        all_finite, median = torch.stack([torch.isfinite(window).all().float(), window.nanmedian()]).tolist()
+        if not all_finite:
+            offset = int(torch.nonzero(~torch.isfinite(window))[0])
+            value = window[offset].item()
+            raise DivergedError(
+                f"training loss became {value} at batch {self.first_step + offset} of "
+                f"{self.description}: lower optimizer.lr or set optimizer.grad_clip"
+            )
+        if self.threshold is not None and median > self.threshold:
+            raise DivergedError(
+                f"the median training loss of batches {self.first_step}-{step} of {self.description} is {median:.3g}, "
+                f"above trainer.divergence_threshold={self.threshold:g} (chance level is ln 4 = {CHANCE_LOSS:.2f}): "
+                "lower optimizer.lr or set optimizer.grad_clip"
+            )
+        self.count, self.first_step = 0, step + 1
+
+
 def train_one_epoch(
     model: nn.Module,
     data: EncodedTexts,
@@ -103,24 +189,29 @@ def train_one_epoch(
     description: str = "train",
     scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, float]:
-    """One pass over `data` in shuffled batches; returns (mean loss, accuracy) over the epoch."""
+    """One pass over `data` in shuffled batches; returns (mean loss, accuracy) over the epoch.
+
+    Loss and accuracy are summed on the device, so a step never waits for the GPU; the host reads them at
+    divergence checks, log lines and the epoch's end."""
     model.train()
     scaler = scaler or make_grad_scaler(trainer, device)
     dtype = autocast_dtype(trainer.precision, device)
-    loss_sum, correct, seen = 0.0, 0, 0
+    monitor = DivergenceMonitor(trainer.divergence_threshold, device, description)
+    loss_sum = torch.zeros((), dtype=_sum_dtype(device), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
     num_batches = math.ceil(len(data) / trainer.batch_size)
     batches = iterate_batches(data, trainer.batch_size, rng, trainer.bucket_by_length)
     # disable=None: tqdm shows the bar on a terminal only, so Slurm logs and joblib workers stay clean.
     show = None if trainer.progress_bar else True
     progress = tqdm(batches, total=num_batches, desc=description, leave=False, disable=show)
+    step = 0
     for step, (token_ids, lengths, labels) in enumerate(progress, start=1):
         token_ids, labels = _to_device(token_ids, device), _to_device(labels, device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(token_ids, lengths)  # [B, C]
         loss = nn.functional.cross_entropy(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise DivergedError(f"training loss became {loss.item()} at batch {step} of {description}")
         scaler.scale(loss).backward()
         if grad_clip is not None:
             scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
@@ -128,13 +219,21 @@ def train_one_epoch(
         scaler.step(optimizer)
         scaler.update()
 
-        loss_sum += loss.item() * len(labels)
-        correct += (logits.argmax(dim=1) == labels).sum().item()
+        monitor.add(loss, step)
+        loss_sum += loss.detach().to(loss_sum.dtype) * len(labels)
+        correct += (logits.argmax(dim=1) == labels).sum()
         seen += len(labels)
         if step % trainer.log_interval == 0:
-            log.info("%s | batch %d/%d | loss %.4f | acc %.2f%%", description, step, num_batches,
-                     loss_sum / seen, 100 * correct / seen)  # fmt: skip
-    return loss_sum / seen, correct / seen
+            log.info(
+                "%s | batch %d/%d | loss %.4f | acc %.2f%%",
+                description,
+                step,
+                num_batches,
+                loss_sum.item() / seen,
+                100 * correct.item() / seen,
+            )
+    monitor.check(step)
+    return loss_sum.item() / seen, correct.item() / seen
 
 
 @torch.no_grad()
@@ -149,99 +248,142 @@ def evaluate(
     """(mean loss, accuracy) of `model` on `data`."""
     model.eval()
     dtype = autocast_dtype(precision, device)
-    loss_sum, correct = 0.0, 0
+    loss_sum = torch.zeros((), dtype=_sum_dtype(device), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for token_ids, lengths, labels in iterate_batches(data, batch_size, None, bucket_by_length):
         token_ids, labels = _to_device(token_ids, device), _to_device(labels, device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(token_ids, lengths).float()
-        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        correct += (logits.argmax(dim=1) == labels).sum().item()
-    return loss_sum / len(data), correct / len(data)
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").to(loss_sum.dtype)
+        correct += (logits.argmax(dim=1) == labels).sum()
+    return loss_sum.item() / len(data), correct.item() / len(data)
 
 
-@dataclass
-class FitResult:
-    history: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch, results.HISTORY_COLUMNS
-    best_epoch: int = 0
-    best_val_acc: float = -1.0
-    best_state: dict[str, torch.Tensor] | None = None  # the weights of the best-validation epoch
-    stopped_early: bool = False
+class TrainState:
+    """Everything a run's training has built up; `state_dict()` / `load_state_dict()` give and take it
+    as plain containers and tensors (checkpoint.pt's content)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer_config: OptimizerConfig,
+        trainer: TrainerConfig,
+        device: torch.device,
+        seed: int,
+    ):
+        self.model = model
+        self.optimizer = build_optimizer(model, optimizer_config)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=optimizer_config.lr_gamma)
+        self.scaler = make_grad_scaler(trainer, device)
+        self.batch_rng = np.random.default_rng(seed)  # batch order; torch's RNG (init, dropout) is seeded by the run
+        self.device = device
+        self.history: list[dict[str, Any]] = []  # one dict per epoch, results.HISTORY_COLUMNS
+        self.best_epoch = 0
+        self.best_val_acc = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None  # the weights of the best-validation epoch
+        self.stopped_early = False
+
+    def state_dict(self) -> dict[str, Any]:
+        cuda = self.device.type == "cuda"
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "batch_rng": self.batch_rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if cuda else [],
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_val_acc": self.best_val_acc,
+            "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.batch_rng.bit_generator.state = state["batch_rng"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if self.device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all([rng.cpu() for rng in state["cuda_rng"]])
+        self.history = list(state["history"])
+        self.best_epoch, self.best_val_acc, self.best_state = (
+            state["best_epoch"],
+            state["best_val_acc"],
+            state["best_state"],
+        )
 
 
 def fit(
-    model: nn.Module,
+    state: TrainState,
     train_data: EncodedTexts,
     val_data: EncodedTexts,
     trainer: TrainerConfig,
     optimizer_config: OptimizerConfig,
-    device: torch.device,
-    seed: int,
-    resume_from: dict[str, Any] | None = None,
-    on_epoch_end: Callable[[FitResult, Callable[[], dict[str, Any]]], None] | None = None,
-) -> FitResult:
-    """Train for `trainer.epochs` (or until `trainer.patience` epochs bring no better val accuracy),
-    keeping the weights of the best-validation epoch.
-
-    resume_from: a training state from an earlier `snapshot()` to continue from. on_epoch_end gets the
-    result so far and `snapshot`, which returns that state; restoring every RNG makes a resumed run
-    compute exactly what an uninterrupted one would.
-    """
-    optimizer = build_optimizer(model, optimizer_config)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=optimizer_config.lr_gamma)
-    scaler = make_grad_scaler(trainer, device)
-    rng = np.random.default_rng(seed)  # batch order; torch's own RNG (init, dropout) is seeded by the caller
-    result = FitResult()
-    if resume_from is not None:
-        model.load_state_dict(resume_from["model"])
-        optimizer.load_state_dict(resume_from["optimizer"])
-        scheduler.load_state_dict(resume_from["scheduler"])
-        scaler.load_state_dict(resume_from["scaler"])
-        rng.bit_generator.state = resume_from["batch_rng"]
-        torch.set_rng_state(resume_from["torch_rng"].cpu())
-        if device.type == "cuda" and resume_from.get("cuda_rng"):
-            torch.cuda.set_rng_state_all([state.cpu() for state in resume_from["cuda_rng"]])
-        result = FitResult(resume_from["history"], resume_from["best_epoch"], resume_from["best_val_acc"],
-                           resume_from["best_state"])  # fmt: skip
-        log.info("Resuming after epoch %d of %d", len(result.history), trainer.epochs)
-
-    def snapshot() -> dict[str, Any]:
-        return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "batch_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-            "history": result.history, "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
-            "best_state": result.best_state,
-        }  # fmt: skip
-
-    for epoch in range(len(result.history) + 1, trainer.epochs + 1):
-        if trainer.patience is not None and epoch - 1 - result.best_epoch >= trainer.patience:
-            result.stopped_early = True
-            log.info("Stopping early: no better val accuracy for %d epochs (best: epoch %d)",
-                     trainer.patience, result.best_epoch)  # fmt: skip
+    on_epoch_end: Callable[[TrainState], None] | None = None,
+) -> TrainState:
+    """Train from where `state` stands for the remaining of `trainer.epochs` (or until `trainer.patience`
+    epochs bring no better val accuracy), keeping the weights of the best-validation epoch."""
+    model, optimizer, device = state.model, state.optimizer, state.device
+    if state.history:
+        log.info("Resuming after epoch %d of %d", len(state.history), trainer.epochs)
+    for epoch in range(len(state.history) + 1, trainer.epochs + 1):
+        if trainer.patience is not None and epoch - 1 - state.best_epoch >= trainer.patience:
+            state.stopped_early = True
+            log.info(
+                "Stopping early: no better val accuracy for %d epochs (best: epoch %d)",
+                trainer.patience,
+                state.best_epoch,
+            )
             break
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         description = f"epoch {epoch}/{trainer.epochs}"
         train_loss, train_acc = train_one_epoch(
-            model, train_data, optimizer, trainer, optimizer_config.grad_clip, device, rng, description, scaler
+            model,
+            train_data,
+            optimizer,
+            trainer,
+            optimizer_config.grad_clip,
+            device,
+            state.batch_rng,
+            description,
+            state.scaler,
         )
         epoch_time = time.perf_counter() - started
-        val_loss, val_acc = evaluate(model, val_data, trainer.batch_size, device, trainer.bucket_by_length,
-                                     trainer.precision)  # fmt: skip
-        result.history.append(
-            {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-             "val_acc": val_acc, "lr": lr, "epoch_time_s": epoch_time, "samples_per_s": len(train_data) / epoch_time}
-        )  # fmt: skip
-        if val_acc > result.best_val_acc:
-            result.best_epoch, result.best_val_acc = epoch, val_acc
-            result.best_state = copy.deepcopy(model.state_dict())
+        val_loss, val_acc = evaluate(
+            model, val_data, trainer.batch_size, device, trainer.bucket_by_length, trainer.precision
+        )
+        state.history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "lr": lr,
+                "epoch_time_s": epoch_time,
+                "samples_per_s": len(train_data) / epoch_time,
+            }
+        )
+        if val_acc > state.best_val_acc:
+            state.best_epoch, state.best_val_acc = epoch, val_acc
+            state.best_state = copy.deepcopy(model.state_dict())
         if optimizer_config.lr_decay is LrDecay.train_beats_val and train_acc > val_acc:
-            scheduler.step()
+            state.scheduler.step()
         log.info(
             "%s | train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | lr %g | %.1f s, %.0f samples/s",
-            description, train_loss, 100 * train_acc, val_loss, 100 * val_acc, lr, epoch_time,
-            result.history[-1]["samples_per_s"],
-        )  # fmt: skip
+            description,
+            train_loss,
+            100 * train_acc,
+            val_loss,
+            100 * val_acc,
+            lr,
+            epoch_time,
+            state.history[-1]["samples_per_s"],
+        )
         if on_epoch_end is not None:
-            on_epoch_end(result, snapshot)
-    return result
+            on_epoch_end(state)
+    return state

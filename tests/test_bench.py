@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from agnews.bench import NotebookGloVe, format_table, main, notebook_collate
-from agnews.embeddings import WordVectors
-from agnews.text import Vocab
+from agnews.data.glove import WordVectors
+from agnews.data.text import Vocab
 
 # Tiny runs: one round, two batches of 16; the synthetic GloVe file stays at a few hundred rows.
 FAST = ["--rounds", "1", "--batches", "2", "trainer.batch_size=16", "trainer.device=cpu"]
@@ -80,15 +80,33 @@ def test_reference_collate_looks_glove_vectors_up_per_token():
 
 def test_table_shows_per_pipeline_cuda_memory():
     # The CUDA branch, which CPU-only CI never runs for real: peaks per pipeline, labelled.
-    pipeline = {"train_samples_per_s": 1000.0, "eval_samples_per_s": 4000.0, "peak_memory_mib": 812.4,
-                "resident_mib": 60.0}  # fmt: skip
+    pipeline = {
+        "train_samples_per_s": 1000.0,
+        "eval_samples_per_s": 4000.0,
+        "peak_memory_mib": 812.4,
+        "resident_mib": 60.0,
+    }
     result = {
-        "device": "cuda:0", "torch_threads": 8, "torch_version": "2.x", "embedding": "glove300", "embedding_dim": 300,
-        "synthetic_glove_rows": 400_000, "model": "small", "hidden_size": 64, "num_layers": 1, "pooling": "last",
-        "batch_size": 64, "optimizer": "sgd", "lr": 5.0, "train_texts": 6400, "eval_texts": 6400, "rounds": 5,
+        "device": "cuda:0",
+        "torch_threads": 8,
+        "torch_version": "2.x",
+        "embedding": "glove300",
+        "embedding_dim": 300,
+        "synthetic_glove_rows": 400_000,
+        "model": "small",
+        "hidden_size": 64,
+        "num_layers": 1,
+        "pooling": "last",
+        "batch_size": 64,
+        "optimizer": "sgd",
+        "lr": 5.0,
+        "train_texts": 6400,
+        "eval_texts": 6400,
+        "rounds": 5,
         "pipelines": {"reference (notebook re-creation)": pipeline, "project": pipeline},
-        "ratio": {"train": 1.0, "eval": 1.0}, "process_peak_rss_mib": 2000.0,
-    }  # fmt: skip
+        "ratio": {"train": 1.0, "eval": 1.0},
+        "process_peak_rss_mib": 2000.0,
+    }
     table = format_table(result)
     assert "812 MiB (60 resident: both models)" in table
     assert "max_memory_allocated per pipeline" in table and "1.00x" in table

@@ -17,10 +17,10 @@ import torch
 
 from agnews import experiment
 from agnews.config import AppConfig, DataConfig, EmbeddingConfig, EmbeddingKind, ModelConfig, Pooling, TrainerConfig
-from agnews.data import read_split
+from agnews.data.ag_news import read_split
+from agnews.data.text import UNK_INDEX, Vocab, tokenize_all
 from agnews.predict import load_predictor, main
 from agnews.storage import AgnewsError
-from agnews.text import UNK_INDEX, Vocab, tokenize_all
 
 REPO = Path(__file__).resolve().parents[1]
 PROG_ERROR = "python -m agnews.predict: error: "
@@ -38,8 +38,9 @@ def train(config: AppConfig, run_dir: Path) -> tuple[dict, torch.nn.Module]:
     built = []
     real_build = experiment.build_model
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(experiment, "build_model", lambda *args, **kwargs: built.append(real_build(*args, **kwargs))
-                      or built[-1])  # fmt: skip
+        patch.setattr(
+            experiment, "build_model", lambda *args, **kwargs: built.append(real_build(*args, **kwargs)) or built[-1]
+        )
         results = experiment.run_experiment(config, run_dir)
     assert results["status"] == "completed"
     return results, built[0]
@@ -198,8 +199,9 @@ def test_stdin_input(last_run, monkeypatch, capsys, data_dir):
 
 def test_cli_in_a_subprocess_reads_stdin(last_run):
     command = [sys.executable, "-m", "agnews.predict", str(last_run), "--file", "-"]
-    done = subprocess.run(command, input="Stocks rally\nNasa launch\n", cwd=REPO, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run(
+        command, input="Stocks rally\nNasa launch\n", cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert len(read_csv_text(done.stdout)) == 2
 
@@ -226,12 +228,15 @@ def broken_copy(run_dir: Path, tmp_path: Path, breaks: str) -> Path:
     return copy
 
 
-@pytest.mark.parametrize(("breaks", "message"), [
-    ("no model", r"broken has no model.pt: its results.json says status 'running'; .*resume=true"),
-    ("foreign model", r"broken/model.pt is not an agnews model file"),
-    ("short vocab", r"broken/vocab.txt has \d+ tokens but the model's embedding has \d+ rows"),
-    ("missing", r"run directory .*no-such-run does not exist"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("breaks", "message"),
+    [
+        ("no model", r"broken has no model.pt: its results.json says status 'running'; .*resume=true"),
+        ("foreign model", r"broken/model.pt is not an agnews model file"),
+        ("short vocab", r"broken/vocab.txt has \d+ tokens but the model's embedding has \d+ rows"),
+        ("missing", r"run directory .*no-such-run does not exist"),
+    ],
+)
 def test_bad_run_directories_are_explained(last_run, tmp_path, capsys, breaks, message):
     run_dir = broken_copy(last_run, tmp_path, breaks)
     with pytest.raises(AgnewsError, match=message):
@@ -241,12 +246,15 @@ def test_bad_run_directories_are_explained(last_run, tmp_path, capsys, breaks, m
     assert err.startswith(PROG_ERROR) and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"first\n\nthird\n", r"texts.txt, line 2 is empty; remove it"),
-    (b"first\n   \n", r"texts.txt, line 2 is empty; remove it"),
-    (b"first\nsecond\ncaf\xe9\n", r"texts.txt, line 3: bytes b'\\xe9' are not UTF-8"),
-    (b"", r"texts.txt is empty"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"first\n\nthird\n", r"texts.txt, line 2 is empty; remove it"),
+        (b"first\n   \n", r"texts.txt, line 2 is empty; remove it"),
+        (b"first\nsecond\ncaf\xe9\n", r"texts.txt, line 3: bytes b'\\xe9' are not UTF-8"),
+        (b"", r"texts.txt is empty"),
+    ],
+)
 def test_bad_text_files_are_refused_with_their_line(last_run, tmp_path, capsys, content, message):
     source = tmp_path / "texts.txt"
     source.write_bytes(content)
@@ -259,8 +267,10 @@ def test_bad_text_files_are_refused_with_their_line(last_run, tmp_path, capsys, 
 def test_a_glove_run_predicts_without_glove_or_data(ag_news_dir, tmp_path, topic_words, isolated_cache):
     glove = tmp_path / "glove.6B.50d.txt"
     rng = np.random.default_rng(0)
-    glove.write_text("".join(f"{word} {' '.join(f'{v:.4f}' for v in rng.normal(size=50))}\n"
-                             for word in [*topic_words, "the", "."]), encoding="utf-8")  # fmt: skip
+    glove.write_text(
+        "".join(f"{word} {' '.join(f'{v:.4f}' for v in rng.normal(size=50))}\n" for word in [*topic_words, "the", "."]),
+        encoding="utf-8",
+    )
     embedding = EmbeddingConfig(name="glove50", kind=EmbeddingKind.glove, dim=50, path=str(glove), freeze=True)
     config = replace(tiny_config(ag_news_dir, Pooling.max), embedding=embedding)
     _, model = train(config, tmp_path / "run")

@@ -62,8 +62,14 @@ def test_resumed_run_computes_what_an_uninterrupted_one_does(ag_news_dir, tmp_pa
 def test_completed_run_is_skipped_on_resume(ag_news_dir, tmp_path, monkeypatch):
     first = run_experiment(config_for(ag_news_dir, epochs=1), tmp_path / "run")
     monkeypatch.setattr(experiment, "fit", lambda *args, **kwargs: pytest.fail("a completed run was retrained"))
-    again = run_experiment(replace(config_for(ag_news_dir, epochs=1), resume=True, trainer=replace(
-        config_for(ag_news_dir, epochs=1).trainer, progress_bar=True, log_interval=7)), tmp_path / "run")  # fmt: skip
+    again = run_experiment(
+        replace(
+            config_for(ag_news_dir, epochs=1),
+            resume=True,
+            trainer=replace(config_for(ag_news_dir, epochs=1).trainer, progress_bar=True, log_interval=7),
+        ),
+        tmp_path / "run",
+    )
     assert again["started_at"] == first["started_at"] and again["metrics"] == json.loads(json.dumps(first["metrics"]))
 
 
@@ -148,9 +154,18 @@ def test_sweep_killed_with_sigkill_resumes_to_every_job_complete_once(tmp_path):
     write_ag_news_csv(data_dir / "train.csv", rows_per_class=600, seed=1)  # epochs long enough to kill inside
     write_ag_news_csv(data_dir / "test.csv", rows_per_class=50, seed=2)
     sweep_dir = tmp_path / "sweep"
-    args = [sys.executable, "-m", "agnews.run", "--multirun", f"data.dir={data_dir}", "trainer.epochs=8",
-            "trainer.batch_size=16", "trainer.progress_bar=false", f"hydra.sweep.dir={sweep_dir}",
-            "seed=0,1"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "agnews.run",
+        "--multirun",
+        f"data.dir={data_dir}",
+        "trainer.epochs=8",
+        "trainer.batch_size=16",
+        "trainer.progress_bar=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        "seed=0,1",
+    ]
     sweep = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while len(read_history(sweep_dir / "1")) < 2:  # job 0 is complete, job 1 mid-way

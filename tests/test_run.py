@@ -90,9 +90,15 @@ def run_cli(*args: str, env_extra: dict | None = None, timeout: int = 300) -> su
 
 def sweep_args(ag_news_dir: Path, sweep_dir: Path) -> list[str]:
     return [
-        "--multirun", f"data.dir={ag_news_dir}", "data.val_fraction=0.25", "trainer.epochs=1",
-        "trainer.batch_size=16", "trainer.progress_bar=false", f"hydra.sweep.dir={sweep_dir}", "seed=0,1",
-    ]  # fmt: skip
+        "--multirun",
+        f"data.dir={ag_news_dir}",
+        "data.val_fraction=0.25",
+        "trainer.epochs=1",
+        "trainer.batch_size=16",
+        "trainer.progress_bar=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        "seed=0,1",
+    ]
 
 
 def read_summary(sweep_dir: Path) -> list[dict]:

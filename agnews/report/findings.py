@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from agnews.report.stats import baseline_rows, summary_keys
 from agnews.results import RESULTS_FILE, RunStatus
 from agnews.storage import atomic_write_text
-from agnews.summary import baseline_rows, summary_keys
+from agnews.tables import markdown_table
 
 
 def _pct(value: float, template: str = "{:.2f}") -> str:
@@ -34,13 +35,6 @@ def format_table(summary: pd.DataFrame) -> pd.DataFrame:
     for count in ("failed", "diverged", "unfinished"):
         table[count] = summary[f"n_{count}"].astype(str)
     return table
-
-
-def markdown_table(table: pd.DataFrame, text_columns: int) -> str:
-    """A pipe table: the first `text_columns` left-aligned, the numbers right-aligned."""
-    align = [":---" if index < text_columns else "---:" for index in range(len(table.columns))]
-    rows = [list(table.columns), align, *(list(row) for row in table.itertuples(index=False))]
-    return "\n".join("| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows)
 
 
 def _name(row: pd.Series, keys: list[str]) -> str:
@@ -167,6 +161,7 @@ def incomplete_runs(runs: pd.DataFrame, keys: list[str]) -> list[str]:
 
 def render_markdown(summary: pd.DataFrame, runs: pd.DataFrame, plots: Sequence[Path] = ()) -> str:
     keys = summary_keys(summary)
+    table = format_table(summary)
     sweeps = ", ".join(f"`{sweep}`" for sweep in dict.fromkeys(runs.sweep))
     lines = [
         "# AG News sweep report",
@@ -175,7 +170,7 @@ def render_markdown(summary: pd.DataFrame, runs: pd.DataFrame, plots: Sequence[P
         "95 % Student-t interval of the mean. n counts completed runs; sd and the difference from learned "
         "embeddings are in percentage points (pp).",
         "",
-        markdown_table(format_table(summary), len(keys)),
+        markdown_table([list(table.columns), *table.itertuples(index=False)], len(keys)),
         "",
         "## Findings",
         "",

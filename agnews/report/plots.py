@@ -11,9 +11,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from agnews.report.stats import baseline_rows, groups, summary_keys
 from agnews.results import RunStatus
 from agnews.storage import atomic_write
-from agnews.summary import _groups, baseline_rows, summary_keys
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,20 @@ def plot_val_acc_per_epoch(runs: pd.DataFrame, keys: list[str], path: Path) -> P
     axes = figure.add_subplot()
     # colour per embedding, line style per value of the other swept fields, so a legend of 10 reads
     colours, styles = {}, {}
-    for values, group in _groups(done, keys):
+    for values, group in groups(done, keys):
         colour = colours.setdefault(values[0], f"C{len(colours) % 10}")
         style = styles.setdefault(values[1:], ("-", "--", ":", "-.")[len(styles) % 4])
         # rows: runs, columns: epochs; a shorter history leaves NaN, which the mean skips
         curves = pd.DataFrame(group.val_acc_history.tolist(), dtype=float)
         label = ", ".join([str(values[0]), *(f"{k}={v}" for k, v in zip(keys[1:], values[1:], strict=True))])
-        axes.plot(curves.columns + 1, 100 * curves.mean(axis=0), color=colour, linestyle=style, marker=".",
-                  label=f"{label} (n={len(group)})")  # fmt: skip
+        axes.plot(
+            curves.columns + 1,
+            100 * curves.mean(axis=0),
+            color=colour,
+            linestyle=style,
+            marker=".",
+            label=f"{label} (n={len(group)})",
+        )
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Validation accuracy per epoch (mean over seeds)")
     axes.grid(alpha=0.3)

@@ -12,12 +12,11 @@ mis-split row would change the data every result depends on.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import io
 import logging
-import time
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import pooch
 import requests
 
 from agnews.config import AG_NEWS_BASE_URL
+from agnews.data.text import decode_utf8
 from agnews.storage import AgnewsError, file_lock
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ CANONICAL_MD5 = {"train": "b1a00f826fdfbd249f79597b59e1dc12", "test": "d52ea96a9
 _LABELS = {str(number): number - 1 for number in range(1, len(CLASS_NAMES) + 1)}
 _LABEL_CHOICES = ", ".join(f"{number}={name}" for number, name in enumerate(CLASS_NAMES, start=1))
 _ROW_FORMAT = '"label","title","description" with label 1..4'
+# The csv module refuses fields over 131,072 characters by default; a long text is data, not an error
+# (data.max_tokens bounds what it costs later).
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
 _OFFLINE_HINT = (
     "To work without the network, pass local files with data.dir=PATH (a folder holding train.csv and "
     "test.csv), or set data.url to a mirror that serves them."
@@ -114,18 +118,14 @@ def read_split(path: Path, name: str) -> Split:
 
 
 def _decode(data: bytes, path: Path) -> str:
-    # Spreadsheet programs put a byte-order mark in front; it is not part of the first label.
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
+    fix = (
+        ". Re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`, "
+        "or 'CSV UTF-8' in a spreadsheet program)."
+    )
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        bad = data[exc.start : exc.end]
-        raise DataError(
-            f"{path}, line {line}: bytes {bad!r} are not UTF-8 ({exc.reason}). Re-save the file as UTF-8 "
-            "(e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`, or 'CSV UTF-8' in a spreadsheet program)."
-        ) from exc
+        return decode_utf8(data, path, fix)
+    except AgnewsError as error:
+        raise DataError(str(error)) from None
 
 
 def _looks_like_header(row: list[str]) -> bool:
@@ -223,27 +223,6 @@ def _quiet_pooch() -> Iterator[None]:
         logger.setLevel(level)
 
 
-# (resolved path, split name) -> ((size, mtime_ns), parsed split). Hydra runs a sweep's jobs one after the
-# other in one process with the basic launcher; each would otherwise re-parse the same files.
-_CACHE: dict[tuple[Path, str], tuple[tuple[int, int], Split]] = {}
-
-
-def clear_cache() -> None:
-    _CACHE.clear()
-
-
-def load_ag_news(
-    data_dir: str | Path | None,
-    cache_dir: Path,
-    base_url: str = AG_NEWS_BASE_URL,
-    md5: Mapping[str, str] = CANONICAL_MD5,
-    progress: bool = True,
-) -> dict[str, Split]:
-    """The train and test splits: from data_dir as they are when given, else downloaded into cache_dir."""
-    paths = locate_ag_news(data_dir, cache_dir, base_url, md5, progress)
-    return {name: _read_cached(path, name) for name, path in paths.items()}
-
-
 def locate_ag_news(
     data_dir: str | Path | None,
     cache_dir: Path,
@@ -267,21 +246,3 @@ def _local_paths(folder: Path) -> dict[str, Path]:
             f"each with rows of {_ROW_FORMAT}; or leave data.dir unset to download AG News."
         )
     return paths
-
-
-def _read_cached(path: Path, name: str) -> Split:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return read_split(path, name)  # raises the DataError that names the file
-    key = (path.resolve(), name)
-    stamp = (stat.st_size, stat.st_mtime_ns)
-    cached = _CACHE.get(key)
-    if cached is not None and cached[0] == stamp:
-        log.info("%s: %d rows from %s (parsed earlier in this process)", name, len(cached[1]), path)
-        return cached[1]
-    started = time.perf_counter()
-    split = read_split(path, name)
-    log.info("%s: %d rows from %s in %.2f s", name, len(split), path, time.perf_counter() - started)
-    _CACHE[key] = (stamp, split)
-    return split

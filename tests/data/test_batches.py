@@ -1,7 +1,7 @@
 import numpy as np
 
-from agnews.batches import batch_indices, make_batch, stratified_split
-from agnews.text import PAD_INDEX, EncodedTexts
+from agnews.data.batches import batch_indices, make_batch, stratified_split
+from agnews.data.text import PAD_INDEX, EncodedTexts
 
 
 def encoded_from(lists: list[list[int]]) -> EncodedTexts:

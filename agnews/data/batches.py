@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from agnews.text import PAD_INDEX, EncodedTexts
+from agnews.data.text import PAD_INDEX, EncodedTexts
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,200 @@
+"""The report's statistics: a sweep's runs as a table, and test accuracy per embedding (and per value of
+any other swept setting) over seeds, with mean, spread and a 95 % Student-t interval.
+
+It reads only what runs recorded about themselves (results.json, through report.sweep), so it works on a
+sweep copied off a cluster. No torch here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from agnews.report.sweep import read_sweep, swept_keys
+from agnews.results import JobRecord, RunStatus
+from agnews.storage import AgnewsError
+
+log = logging.getLogger(__name__)
+
+# Row order: these first, then other names alphabetically.
+EMBEDDING_ORDER = ("learned", "learned100", "glove50", "glove100", "glove200", "glove300")
+BASELINE_KIND = "learned"  # the baseline of each group: its learned-embedding row ("learned" if several)
+# One row per job from load_runs; any further column is another setting the jobs vary (model, optimizer.lr).
+RUN_COLUMNS = (
+    "sweep",
+    "job",
+    "status",
+    "error",
+    "embedding",
+    "embedding_dim",
+    "embedding_kind",
+    "seed",
+    "test_acc",
+    "best_val_acc",
+    "epoch_time_s",
+    "val_acc_history",
+)
+
+# t(0.975, df) for df = 1..30, from mpmath's regularized incomplete beta. Beyond 30 the Cornish-Fisher
+# expansion below is within 3e-8 of the exact value, so no scipy is needed.
+_T975 = (
+    12.70620474, 4.30265273, 3.182446305, 2.776445105, 2.570581836, 2.446911851, 2.364624252, 2.306004135,
+    2.262157163, 2.228138852, 2.20098516, 2.17881283, 2.160368656, 2.144786688, 2.131449546, 2.119905299,
+    2.109815578, 2.10092204, 2.093024054, 2.085963447, 2.079613845, 2.073873068, 2.06865761, 2.063898562,
+    2.059538553, 2.055529439, 2.051830516, 2.048407142, 2.045229642, 2.042272456,
+)  # fmt: skip
+_Z975 = 1.959963984540054  # the normal 97.5 % quantile
+
+
+def t_quantile_975(df: int) -> float:
+    """Student's t 97.5 % quantile: the multiplier of sd/sqrt(n) in a 95 % two-sided interval."""
+    if df < 1:
+        raise ValueError(f"a t quantile needs df >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z, v = _Z975, float(df)
+    return (
+        z
+        + (z**3 + z) / (4 * v)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
+    )
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean, sample sd (ddof=1) and half-width of the 95 % t interval; sd and half-width NaN for n < 2."""
+    if not values:
+        return math.nan, math.nan, math.nan
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    sd = statistics.stdev(values)
+    return mean, sd, t_quantile_975(len(values) - 1) * sd / math.sqrt(len(values))
+
+
+def _row(sweep_dir: Path, job: JobRecord, keys: list[str]) -> dict[str, Any]:
+    """One run row: its labels, status and the numbers the report uses."""
+    embedding = job.config.get("embedding") if isinstance(job.config.get("embedding"), dict) else {}
+    epoch_times = [e["epoch_time_s"] for e in job.history if isinstance(e.get("epoch_time_s"), int | float)]
+    seed = job.label("seed")
+    return {
+        "sweep": str(sweep_dir),
+        "job": job.job,
+        "status": job.status,
+        "error": job.error,
+        "embedding": job.label("embedding") or "unknown",
+        "embedding_dim": embedding.get("dim"),
+        "embedding_kind": embedding.get("kind"),
+        "seed": seed,
+        "test_acc": job.metrics.get("test_acc"),
+        "best_val_acc": job.metrics.get("best_val_acc"),
+        "epoch_time_s": statistics.fmean(epoch_times) if epoch_times else None,
+        "val_acc_history": [epoch.get("val_acc") for epoch in job.history],
+        # "-": a key one merged sweep varies that another never set (+experiment), so those jobs form one
+        # group with a printable name instead of NaN, which never equals itself.
+        **{key: job.label(key) or "-" for key in keys},
+    }
+
+
+def load_runs(sweep_dirs: Iterable[Path]) -> pd.DataFrame:
+    """One row per job of all the sweeps: RUN_COLUMNS, then one column per other setting the jobs vary."""
+    unique: dict[Path, Path] = {}  # a sweep given twice is read once
+    for sweep_dir in sweep_dirs:
+        unique.setdefault(Path(sweep_dir).resolve(), Path(sweep_dir))
+    jobs = [(sweep_dir, job) for sweep_dir in unique.values() for job in read_sweep(sweep_dir)]
+    unreadable = [job.error for _, job in jobs if job.status == RunStatus.unreadable]
+    if unreadable:  # its numbers are unknown: a report without them would be wrong, not just incomplete
+        raise AgnewsError("; ".join(unreadable))
+    keys = [key for key in swept_keys([job for _, job in jobs]) if key not in RUN_COLUMNS]
+    runs = pd.DataFrame([_row(sweep_dir, job, keys) for sweep_dir, job in jobs], columns=[*RUN_COLUMNS, *keys])
+    for column in ("embedding_dim", "test_acc", "best_val_acc", "epoch_time_s"):
+        runs[column] = pd.to_numeric(runs[column], errors="coerce")
+    runs["seed"] = pd.to_numeric(runs.seed, errors="coerce").astype("Int64")
+    no_acc = runs[(runs.status == RunStatus.completed) & runs.test_acc.isna()]
+    for _, run in no_acc.iterrows():
+        log.warning("%s/%s is completed but has no test_acc; it is left out of the means", run.sweep, run.job)
+    return runs
+
+
+def grouping_keys(runs: pd.DataFrame) -> list[str]:
+    """Embedding, then every other setting the runs vary (seeds are what a group averages over)."""
+    return ["embedding", *(column for column in runs.columns if column not in RUN_COLUMNS)]
+
+
+def _natural(value: Any) -> tuple[int, float, str]:
+    if pd.isna(value):
+        return 2, 0.0, ""
+    try:
+        return 0, float(value), ""
+    except (TypeError, ValueError):
+        return 1, 0.0, str(value)
+
+
+def groups(runs: pd.DataFrame, keys: list[str]) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
+    """The runs grouped by `keys` (embedding first), in report order."""
+    embedding_rank = {name: rank for rank, name in enumerate(EMBEDDING_ORDER)}
+
+    def order(item: tuple[tuple[Any, ...], pd.DataFrame]) -> tuple[Any, ...]:
+        name, *others = item[0]
+        return (embedding_rank.get(name, len(EMBEDDING_ORDER)), str(name), *map(_natural, others))
+
+    return sorted(runs.groupby(keys, dropna=False, sort=False), key=order)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """The pivot: one row per embedding (and per value of any other swept field), accuracies as fractions."""
+    keys = grouping_keys(runs)
+    rows = []
+    for values, group in groups(runs, keys):
+        completed = group[group.status == RunStatus.completed]
+        accuracies = completed.test_acc.dropna().tolist()
+        mean, sd, half_width = mean_interval(accuracies)
+        failed, diverged = (int((group.status == status).sum()) for status in (RunStatus.failed, RunStatus.diverged))
+        rows.append(
+            {
+                **dict(zip(keys, values, strict=True)),
+                "embedding_kind": group.embedding_kind.dropna().iloc[0] if group.embedding_kind.notna().any() else None,
+                "embedding_dim": group.embedding_dim.dropna().iloc[0] if group.embedding_dim.notna().any() else None,
+                "n": len(accuracies),
+                "test_acc_mean": mean,
+                "test_acc_sd": sd,
+                "test_acc_ci_low": mean - half_width,
+                "test_acc_ci_high": mean + half_width,
+                "best_val_acc_mean": completed.best_val_acc.mean(),
+                "delta_vs_learned": math.nan,
+                "epoch_time_s_mean": completed.epoch_time_s.mean(),
+                "n_failed": failed,
+                "n_diverged": diverged,
+                # running = killed or still going; unfinished = never wrote results.json
+                "n_unfinished": len(group) - len(completed) - failed - diverged,
+            }
+        )
+    baseline: dict[tuple[str, ...], float] = {}
+    for row in rows:  # rows are in EMBEDDING_ORDER, so "learned" wins over other learned embeddings
+        if row["embedding_kind"] == BASELINE_KIND:
+            baseline.setdefault(_others(row, keys), row["test_acc_mean"])
+    for row in rows:
+        row["delta_vs_learned"] = row["test_acc_mean"] - baseline.get(_others(row, keys), math.nan)
+    return pd.DataFrame(rows)
+
+
+def _others(row: Any, keys: list[str]) -> tuple[str, ...]:
+    """The row's values of the swept fields besides embedding, as strings (NaN never equals NaN)."""
+    return tuple(str(row[key]) for key in keys[1:])
+
+
+def baseline_rows(block: pd.DataFrame) -> pd.DataFrame:
+    """The learned-embedding baseline among rows that share their other swept values (at most one row)."""
+    return block[block.embedding_kind == BASELINE_KIND].head(1)
+
+
+def summary_keys(summary: pd.DataFrame) -> list[str]:
+    """The grouping columns of a summary: embedding, then the other swept fields."""
+    return list(summary.columns[: summary.columns.get_loc("embedding_kind")])

@@ -1,0 +1,83 @@
+"""Sweep folders: their job folders (each read by `results.read_job`), the newest sweep, and the one
+notion of which settings a sweep varies, shared by summary.csv and the report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from agnews.config import NOT_PART_OF_THE_RUN
+from agnews.results import RESULTS_FILE, JobRecord, read_job
+from agnews.storage import AgnewsError
+
+SUMMARY_FILE = "summary.csv"
+GROUP_KEYS = ("embedding", "model", "optimizer")  # config groups: labelled by their option's name
+EXPECTED = "a sweep folder such as multirun/<date>/<time>/ holding job folders 0/, 1/, ... with results.json"
+
+
+def find_job_dirs(sweep_dir: Path) -> list[Path]:
+    """Job folders of a sweep: direct children holding results.json or Hydra's .hydra/ folder,
+    numerically ordered when named by job number."""
+    jobs = [
+        child
+        for child in sweep_dir.iterdir()
+        if child.is_dir() and ((child / RESULTS_FILE).exists() or (child / ".hydra").is_dir())
+    ]
+
+    def job_order(path: Path) -> tuple[bool, int, str]:
+        return (not path.name.isdigit(), int(path.name) if path.name.isdigit() else 0, path.name)
+
+    return sorted(jobs, key=job_order)
+
+
+def read_sweep(sweep_dir: Path) -> list[JobRecord]:
+    """Every job of a sweep, or an error saying what the folder holds instead of a sweep."""
+    if not sweep_dir.is_dir():
+        what = "is not a folder" if sweep_dir.exists() else "does not exist"
+        raise AgnewsError(f"{sweep_dir} {what}: expected {EXPECTED}")
+    jobs = find_job_dirs(sweep_dir)
+    if not any((job / RESULTS_FILE).exists() for job in jobs):
+        found = f"{len(jobs)} job folders but no {RESULTS_FILE} in any" if jobs else "no job folders"
+        if (sweep_dir / SUMMARY_FILE).exists():
+            found += f" (only {SUMMARY_FILE})"
+        inner = [sub for sub in [*sweep_dir.glob("*/"), *sweep_dir.glob("*/*/")] if _has_jobs(sub)]
+        # a multirun root or a date folder: point at a sweep inside it
+        hint = f"; it contains sweeps, e.g. {max(inner, key=sweep_sort_key)}" if inner else ""
+        raise AgnewsError(f"{sweep_dir} is not an agnews sweep: found {found}, expected {EXPECTED}{hint}")
+    return [read_job(job) for job in jobs]
+
+
+def _has_jobs(folder: Path) -> bool:
+    return folder.is_dir() and bool(find_job_dirs(folder))
+
+
+def sweep_sort_key(sweep: Path) -> tuple[str, str]:
+    """Orders sweeps oldest to newest by Hydra's <date>/<time> folder names, which sort in time order
+    (mtimes do not survive a copy off a cluster)."""
+    resolved = Path(sweep).resolve()
+    return resolved.parent.name, resolved.name
+
+
+def find_latest_sweep(root: Path) -> Path:
+    """The newest <root>/<date>/<time>/ folder that holds job folders."""
+    root = Path(root)
+    sweeps = [sweep for day in sorted(root.glob("*/")) for sweep in day.glob("*/") if _has_jobs(sweep)]
+    if not sweeps:
+        raise AgnewsError(f"No sweep under {root}: expected {root}/<date>/<time>/ folders holding job folders")
+    return max(sweeps, key=sweep_sort_key)
+
+
+def swept_keys(jobs: Iterable[JobRecord], declared: Iterable[str] = ()) -> list[str]:
+    """The settings a set of jobs varies: any config group or overridden key whose label differs between
+    the jobs that know it, plus `declared` (keys a launch swept), never settings that do not change results.
+    Groups first, then the other keys in alphabetical order."""
+    jobs = list(jobs)
+    candidates = set(GROUP_KEYS) | {key for job in jobs for key in job.overrides} | set(declared)
+    keys = [
+        key
+        for key in candidates
+        if key not in NOT_PART_OF_THE_RUN
+        and not key.startswith("hydra.")
+        and (key in declared or len({job.label(key) for job in jobs} - {None}) > 1)
+    ]
+    return sorted(keys, key=lambda key: (GROUP_KEYS.index(key) if key in GROUP_KEYS else len(GROUP_KEYS), key))
