@@ -12,12 +12,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import functools
 import http.server
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -100,10 +105,77 @@ def topic_words() -> list[str]:
 
 
 @pytest.fixture
-def ag_news_dir(tmp_path: Path) -> Path:
+def make_ag_news(tmp_path: Path) -> Callable[..., Path]:
+    """make_ag_news(name, train_per_class, test_per_class): a data.dir under tmp_path with topic-word rows."""
+
+    def make(name: str = "ag_news", train_per_class: int = 40, test_per_class: int = 10) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        write_ag_news_csv(folder / "train.csv", rows_per_class=train_per_class, seed=1)
+        write_ag_news_csv(folder / "test.csv", rows_per_class=test_per_class, seed=2)
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def ag_news_dir(make_ag_news) -> Path:
     """A data.dir with 160 train and 40 test rows."""
-    folder = tmp_path / "ag_news"
-    folder.mkdir()
-    write_ag_news_csv(folder / "train.csv", rows_per_class=40, seed=1)
-    write_ag_news_csv(folder / "test.csv", rows_per_class=10, seed=2)
-    return folder
+    return make_ag_news()
+
+
+def _tiny_config(data_dir: Path, **changes: Any):
+    from agnews.config import AppConfig, DataConfig, EmbeddingConfig, ModelConfig, OptimizerConfig, TrainerConfig
+
+    sections = {"data": DataConfig, "embedding": EmbeddingConfig, "model": ModelConfig, "optimizer": OptimizerConfig}
+    sections["trainer"] = TrainerConfig
+    fields: dict[str, Any] = {
+        "data": {"dir": str(data_dir), "val_fraction": 0.25},
+        "trainer": {"epochs": 2, "batch_size": 16, "progress_bar": False},
+    }
+    for key, value in changes.items():
+        fields[key] = {**fields.get(key, {}), **value} if key in sections and isinstance(value, dict) else value
+    return AppConfig(
+        **{key: sections[key](**value) if isinstance(value, dict) else value for key, value in fields.items()}
+    )
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository root: the working directory of commands run as a user would."""
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def config_factory() -> Callable[..., Any]:
+    """config_factory(data_dir, **changes): the AppConfig of a tiny run (2 epochs of batch 16, a quarter of
+    train held out, no progress bar). A dict for a section updates it (trainer={"epochs": 3}); a config
+    object or a plain value replaces it (optimizer=OptimizerConfig(lr=1.0), seed=1, resume=True)."""
+    return _tiny_config
+
+
+@pytest.fixture
+def tiny_config(ag_news_dir: Path, config_factory) -> Callable[..., Any]:
+    """tiny_config(**changes): config_factory on ag_news_dir."""
+    return functools.partial(config_factory, ag_news_dir)
+
+
+@pytest.fixture(scope="session")
+def ag_news_csv() -> Callable[..., None]:
+    """ag_news_csv(path, rows_per_class, seed): write an AG-News-format CSV of topic-word rows."""
+    return write_ag_news_csv
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess]:
+    """cli("agnews.run", *args, input=None, timeout=300): run a module of the project as a user would, from
+    the repository root, without Hydra's full tracebacks."""
+
+    def run(module: str, *args: str, input: str | None = None, timeout: int = 300, env: dict | None = None):
+        environment = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
+        command = [sys.executable, "-m", module, *map(str, args)]
+        return subprocess.run(
+            command, cwd=REPO, env=environment, input=input, capture_output=True, text=True, timeout=timeout
+        )
+
+    return run

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +15,14 @@ import pytest
 import torch
 
 from agnews import experiment
-from agnews.config import AppConfig, DataConfig, EmbeddingConfig, EmbeddingKind, ModelConfig, Pooling, TrainerConfig
+from agnews.config import AppConfig, EmbeddingConfig, EmbeddingKind, Pooling
 from agnews.data.ag_news import read_split
 from agnews.data.text import UNK_INDEX, Vocab, tokenize_all
 from agnews.predict import load_predictor, main
 from agnews.storage import AgnewsError
 
-REPO = Path(__file__).resolve().parents[1]
 PROG_ERROR = "python -m agnews.predict: error: "
 COLUMNS = ["text", "predicted_label", "predicted_class", "p_World", "p_Sports", "p_Business", "p_Sci/Tech"]
-
-
-def tiny_config(data_dir: Path, pooling: Pooling, cache_dir: Path | None = None, **overrides) -> AppConfig:
-    trainer = TrainerConfig(epochs=2, batch_size=16, progress_bar=False, checkpoint=False)
-    data = DataConfig(dir=str(data_dir), cache_dir=str(cache_dir) if cache_dir else None, val_fraction=0.25)
-    return AppConfig(data=data, trainer=trainer, model=ModelConfig(pooling=pooling), **overrides)
 
 
 def train(config: AppConfig, run_dir: Path) -> tuple[dict, torch.nn.Module]:
@@ -58,22 +50,26 @@ def alone_probabilities(model: torch.nn.Module, vocab: Vocab, texts: list[str]) 
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    from conftest import write_ag_news_csv
-
+def data_dir(tmp_path_factory, ag_news_csv) -> Path:
     folder = tmp_path_factory.mktemp("ag_news")
-    write_ag_news_csv(folder / "train.csv", rows_per_class=30, seed=1)
-    write_ag_news_csv(folder / "test.csv", rows_per_class=10, seed=2)
+    ag_news_csv(folder / "train.csv", rows_per_class=30, seed=1)
+    ag_news_csv(folder / "test.csv", rows_per_class=10, seed=2)
     return folder
 
 
+def predict_config(config_factory, data_dir: Path, pooling: Pooling, cache_dir: Path | None = None, **changes):
+    """A tiny run's config for a model to predict with (no checkpoints: nothing resumes here)."""
+    data = {"cache_dir": str(cache_dir) if cache_dir else None}
+    return config_factory(data_dir, data=data, trainer={"checkpoint": False}, model={"pooling": pooling}, **changes)
+
+
 @pytest.fixture(scope="module")
-def runs(data_dir, tmp_path_factory) -> dict:
+def runs(data_dir, tmp_path_factory, config_factory) -> dict:
     """pooling -> (run_dir, results, in-process model), one tiny run each for `last` and `max`."""
     root, cache = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("cache")
     trained = {}
     for pooling in (Pooling.last, Pooling.max):
-        results, model = train(tiny_config(data_dir, pooling, cache), root / pooling.value)
+        results, model = train(predict_config(config_factory, data_dir, pooling, cache), root / pooling.value)
         trained[pooling] = (root / pooling.value, results, model)
     return trained
 
@@ -197,15 +193,13 @@ def test_stdin_input(last_run, monkeypatch, capsys, data_dir):
     assert "stdin, line 2: label '7' is not an integer 1..4" in capsys.readouterr().err
 
 
-def test_cli_in_a_subprocess_reads_stdin(last_run):
-    command = [sys.executable, "-m", "agnews.predict", str(last_run), "--file", "-"]
-    done = subprocess.run(
-        command, input="Stocks rally\nNasa launch\n", cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+def test_cli_in_a_subprocess_reads_stdin(last_run, cli, repo):
+    done = cli("agnews.predict", last_run, "--file", "-", input="Stocks rally\nNasa launch\n", timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(read_csv_text(done.stdout)) == 2
 
-    bad = subprocess.run(command, input=b"fine\n\xff\xfe bad\n", cwd=REPO, capture_output=True, timeout=120)
+    command = [sys.executable, "-m", "agnews.predict", str(last_run), "--file", "-"]
+    bad = subprocess.run(command, input=b"fine\n\xff\xfe bad\n", cwd=repo, capture_output=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr.decode()
     assert f"{PROG_ERROR}stdin, line 2: bytes" in bad.stderr.decode()
 
@@ -264,7 +258,7 @@ def test_bad_text_files_are_refused_with_their_line(last_run, tmp_path, capsys, 
     assert __import__("re").search(message, err), err
 
 
-def test_a_glove_run_predicts_without_glove_or_data(ag_news_dir, tmp_path, topic_words, isolated_cache):
+def test_a_glove_run_predicts_without_glove_or_data(ag_news_dir, tmp_path, topic_words, isolated_cache, config_factory):
     glove = tmp_path / "glove.6B.50d.txt"
     rng = np.random.default_rng(0)
     glove.write_text(
@@ -272,7 +266,7 @@ def test_a_glove_run_predicts_without_glove_or_data(ag_news_dir, tmp_path, topic
         encoding="utf-8",
     )
     embedding = EmbeddingConfig(name="glove50", kind=EmbeddingKind.glove, dim=50, path=str(glove), freeze=True)
-    config = replace(tiny_config(ag_news_dir, Pooling.max), embedding=embedding)
+    config = predict_config(config_factory, ag_news_dir, Pooling.max, embedding=embedding)
     _, model = train(config, tmp_path / "run")
     texts = ["Troops and minister at the embassy", "Nasa space software"]
     vocab = Vocab.load(tmp_path / "run" / "vocab.txt")

@@ -13,16 +13,9 @@ import pytest
 import torch
 
 from agnews import checkpoint, experiment
-from agnews.config import AppConfig, DataConfig, OptimizerConfig, OptimizerName, Precision, TrainerConfig
+from agnews.config import AppConfig, OptimizerConfig, OptimizerName, Precision
 from agnews.experiment import run_experiment
 from agnews.storage import AgnewsError
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def config_for(data_dir: Path, epochs: int = 3, **trainer) -> AppConfig:
-    trainer_config = TrainerConfig(epochs=epochs, batch_size=16, progress_bar=False, **trainer)
-    return AppConfig(data=DataConfig(dir=str(data_dir), val_fraction=0.25), trainer=trainer_config)
 
 
 def kill_after_checkpoint(monkeypatch, epochs_done: int) -> None:
@@ -44,13 +37,13 @@ def leave_killed_run(monkeypatch, config: AppConfig, run_dir: Path, epochs_done:
             run_experiment(config, run_dir)
 
 
-def test_resumed_run_computes_what_an_uninterrupted_one_does(ag_news_dir, tmp_path, monkeypatch):
-    uninterrupted = run_experiment(config_for(ag_news_dir), tmp_path / "whole")
+def test_resumed_run_computes_what_an_uninterrupted_one_does(ag_news_dir, tmp_path, monkeypatch, tiny_config):
+    uninterrupted = run_experiment(tiny_config(trainer={"epochs": 3}), tmp_path / "whole")
     assert not (tmp_path / "whole" / checkpoint.CHECKPOINT_FILE).exists()  # removed once the run ended
 
-    leave_killed_run(monkeypatch, config_for(ag_news_dir), tmp_path / "killed", epochs_done=2)
+    leave_killed_run(monkeypatch, tiny_config(trainer={"epochs": 3}), tmp_path / "killed", epochs_done=2)
     assert (tmp_path / "killed" / checkpoint.CHECKPOINT_FILE).exists()
-    resumed = run_experiment(replace(config_for(ag_news_dir), resume=True), tmp_path / "killed")
+    resumed = run_experiment(replace(tiny_config(trainer={"epochs": 3}), resume=True), tmp_path / "killed")
 
     assert resumed["status"] == "completed" and resumed["resumed_after_epoch"] == 2
     assert [epoch["epoch"] for epoch in resumed["history"]] == [1, 2, 3]
@@ -59,80 +52,75 @@ def test_resumed_run_computes_what_an_uninterrupted_one_does(ag_news_dir, tmp_pa
     assert resumed["metrics"]["test_acc"] == uninterrupted["metrics"]["test_acc"]
 
 
-def test_completed_run_is_skipped_on_resume(ag_news_dir, tmp_path, monkeypatch):
-    first = run_experiment(config_for(ag_news_dir, epochs=1), tmp_path / "run")
+def test_completed_run_is_skipped_on_resume(ag_news_dir, tmp_path, monkeypatch, tiny_config):
+    first = run_experiment(tiny_config(trainer={"epochs": 1}), tmp_path / "run")
     monkeypatch.setattr(experiment, "fit", lambda *args, **kwargs: pytest.fail("a completed run was retrained"))
-    again = run_experiment(
-        replace(
-            config_for(ag_news_dir, epochs=1),
-            resume=True,
-            trainer=replace(config_for(ag_news_dir, epochs=1).trainer, progress_bar=True, log_interval=7),
-        ),
-        tmp_path / "run",
-    )
+    # Settings that do not change results may differ on resume.
+    resumed = tiny_config(trainer={"epochs": 1, "progress_bar": True, "log_interval": 7}, resume=True)
+    again = run_experiment(resumed, tmp_path / "run")
     assert again["started_at"] == first["started_at"] and again["metrics"] == json.loads(json.dumps(first["metrics"]))
 
 
-def test_existing_run_is_never_touched_without_resume(ag_news_dir, tmp_path):
-    run_experiment(config_for(ag_news_dir, epochs=1), tmp_path / "run")
+def test_existing_run_is_never_touched_without_resume(ag_news_dir, tmp_path, tiny_config):
+    run_experiment(tiny_config(trainer={"epochs": 1}), tmp_path / "run")
     before = (tmp_path / "run" / "results.json").read_bytes()
     with pytest.raises(AgnewsError, match=r"already holds a run.*resume=true"):
-        run_experiment(config_for(ag_news_dir, epochs=1), tmp_path / "run")
+        run_experiment(tiny_config(trainer={"epochs": 1}), tmp_path / "run")
     assert (tmp_path / "run" / "results.json").read_bytes() == before
 
 
-def test_changed_config_is_not_mixed_with_old_results(ag_news_dir, tmp_path):
-    run_experiment(config_for(ag_news_dir, epochs=1), tmp_path / "run")
-    changed = replace(config_for(ag_news_dir, epochs=1), resume=True, seed=7)
+def test_changed_config_is_not_mixed_with_old_results(ag_news_dir, tmp_path, tiny_config):
+    run_experiment(tiny_config(trainer={"epochs": 1}), tmp_path / "run")
+    changed = replace(tiny_config(trainer={"epochs": 1}), resume=True, seed=7)
     with pytest.raises(AgnewsError, match=r"another config \(seed: 0 -> 7\)"):
         run_experiment(changed, tmp_path / "run")
 
 
-def test_checkpoint_from_another_config_is_refused_not_loaded(ag_news_dir, tmp_path, monkeypatch):
-    leave_killed_run(monkeypatch, config_for(ag_news_dir), tmp_path / "run", epochs_done=1)
+def test_checkpoint_from_another_config_is_refused_not_loaded(ag_news_dir, tmp_path, monkeypatch, tiny_config):
+    leave_killed_run(monkeypatch, tiny_config(trainer={"epochs": 3}), tmp_path / "run", epochs_done=1)
     (tmp_path / "run" / "results.json").unlink()  # only the checkpoint is left
-    other = replace(config_for(ag_news_dir), resume=True, optimizer=OptimizerConfig(lr=1.0))
+    other = replace(tiny_config(trainer={"epochs": 3}), resume=True, optimizer=OptimizerConfig(lr=1.0))
     with pytest.raises(AgnewsError, match=r"checkpoint.pt was made by a different config \(optimizer.lr: 5.0 -> 1.0"):
         run_experiment(other, tmp_path / "run")
 
 
-def test_corrupt_checkpoint_gets_a_clear_error(ag_news_dir, tmp_path, monkeypatch):
-    leave_killed_run(monkeypatch, config_for(ag_news_dir), tmp_path / "run", epochs_done=1)
+def test_corrupt_checkpoint_gets_a_clear_error(ag_news_dir, tmp_path, monkeypatch, tiny_config):
+    leave_killed_run(monkeypatch, tiny_config(trainer={"epochs": 3}), tmp_path / "run", epochs_done=1)
     path = tmp_path / "run" / checkpoint.CHECKPOINT_FILE
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(AgnewsError, match=r"checkpoint\.pt cannot be read.*delete it"):
-        run_experiment(replace(config_for(ag_news_dir), resume=True), tmp_path / "run")
+        run_experiment(replace(tiny_config(trainer={"epochs": 3}), resume=True), tmp_path / "run")
 
 
-def test_run_directory_that_cannot_be_written(ag_news_dir, tmp_path):
+def test_run_directory_that_cannot_be_written(ag_news_dir, tmp_path, tiny_config):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the run directory should be")
     with pytest.raises(AgnewsError, match=r"cannot write to the run directory.*hydra\.run\.dir"):
-        run_experiment(config_for(ag_news_dir, epochs=1), blocker / "run")
+        run_experiment(tiny_config(trainer={"epochs": 1}), blocker / "run")
 
 
-def test_early_stopping_stops_and_keeps_the_best_epoch(ag_news_dir, tmp_path):
+def test_early_stopping_stops_and_keeps_the_best_epoch(ag_news_dir, tmp_path, tiny_config):
     frozen = OptimizerConfig(name=OptimizerName.adam, lr=1e-12, grad_clip=None)  # val accuracy cannot improve
-    config = replace(config_for(ag_news_dir, epochs=6, patience=2), optimizer=frozen)
+    config = replace(tiny_config(trainer={"epochs": 6, "patience": 2}), optimizer=frozen)
     results = run_experiment(config, tmp_path / "run")
     assert results["metrics"]["stopped_early"] is True
     assert results["metrics"]["best_epoch"] == 1 and len(results["history"]) == 3
 
 
-def test_diverging_run_is_recorded_as_such(ag_news_dir, tmp_path):
+def test_diverging_run_is_recorded_as_such(ag_news_dir, tmp_path, tiny_config):
     exploding = OptimizerConfig(lr=float("inf"), grad_clip=None)  # the first step makes the weights NaN
-    results = run_experiment(replace(config_for(ag_news_dir), optimizer=exploding), tmp_path / "run")
+    results = run_experiment(replace(tiny_config(trainer={"epochs": 3}), optimizer=exploding), tmp_path / "run")
     assert results["status"] == "diverged" and "loss became" in results["error"]
     assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "diverged"
 
 
-def test_bfloat16_autocast_path_trains(ag_news_dir, tmp_path):
-    results = run_experiment(config_for(ag_news_dir, epochs=1, precision=Precision.bf16), tmp_path / "run")
+def test_bfloat16_autocast_path_trains(ag_news_dir, tmp_path, tiny_config):
+    results = run_experiment(tiny_config(trainer={"epochs": 1, "precision": Precision.bf16}), tmp_path / "run")
     assert results["status"] == "completed" and results["history"][0]["train_loss"] > 0
 
 
-def test_best_model_file_loads_safely(ag_news_dir, tmp_path):
-    results = run_experiment(config_for(ag_news_dir, epochs=2), tmp_path / "run")
+def test_best_model_file_loads_safely(ag_news_dir, tmp_path, tiny_config):
+    results = run_experiment(tiny_config(trainer={"epochs": 2}), tmp_path / "run")
     saved = torch.load(tmp_path / "run" / checkpoint.MODEL_FILE, weights_only=True)
     assert saved["format"] == checkpoint.MODEL_FORMAT and saved["best_epoch"] == results["metrics"]["best_epoch"]
     assert saved["config"] == results["config"]
@@ -146,13 +134,8 @@ def read_history(job_dir: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sweep_killed_with_sigkill_resumes_to_every_job_complete_once(tmp_path):
-    from conftest import write_ag_news_csv
-
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    write_ag_news_csv(data_dir / "train.csv", rows_per_class=600, seed=1)  # epochs long enough to kill inside
-    write_ag_news_csv(data_dir / "test.csv", rows_per_class=50, seed=2)
+def test_sweep_killed_with_sigkill_resumes_to_every_job_complete_once(tmp_path, make_ag_news, repo):
+    data_dir = make_ag_news("data", train_per_class=600, test_per_class=50)  # epochs long enough to kill inside
     sweep_dir = tmp_path / "sweep"
     args = [
         sys.executable,
@@ -166,7 +149,7 @@ def test_sweep_killed_with_sigkill_resumes_to_every_job_complete_once(tmp_path):
         f"hydra.sweep.dir={sweep_dir}",
         "seed=0,1",
     ]
-    sweep = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sweep = subprocess.Popen(args, cwd=repo, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while len(read_history(sweep_dir / "1")) < 2:  # job 0 is complete, job 1 mid-way
         assert sweep.poll() is None, sweep.stderr.read().decode()[-2000:]
@@ -178,7 +161,7 @@ def test_sweep_killed_with_sigkill_resumes_to_every_job_complete_once(tmp_path):
     assert json.loads((sweep_dir / "1" / "results.json").read_text())["status"] == "running"
     assert not (sweep_dir / "summary.csv").exists()
 
-    resumed = subprocess.run([*args, "resume=true"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*args, "resume=true"], cwd=repo, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Skipping" in resumed.stderr + resumed.stdout  # job 0 was not retrained
     job1 = json.loads((sweep_dir / "1" / "results.json").read_text())

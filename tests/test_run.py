@@ -2,29 +2,19 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agnews.config import AppConfig, DataConfig, EmbeddingConfig, EmbeddingKind, TrainerConfig
+from agnews.config import EmbeddingConfig, EmbeddingKind
 from agnews.experiment import run_experiment
 from agnews.results import HISTORY_COLUMNS, RESULTS_FORMAT
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def tiny_config(data_dir: Path, **overrides) -> AppConfig:
-    trainer = TrainerConfig(epochs=2, batch_size=16, progress_bar=False)
-    return AppConfig(data=DataConfig(dir=str(data_dir), val_fraction=0.25), trainer=trainer, **overrides)
-
-
-def test_one_run_writes_complete_results(ag_news_dir, tmp_path):
+def test_one_run_writes_complete_results(ag_news_dir, tmp_path, tiny_config):
     run_dir = tmp_path / "run"
-    results = run_experiment(tiny_config(ag_news_dir), run_dir, ["trainer.epochs=2"])
+    results = run_experiment(tiny_config(), run_dir, ["trainer.epochs=2"])
 
     saved = json.loads((run_dir / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
@@ -44,12 +34,12 @@ def test_one_run_writes_complete_results(ag_news_dir, tmp_path):
     assert (run_dir / "vocab.txt").read_text().startswith("<pad>\n<unk>\n")
 
 
-def test_same_seed_gives_identical_metrics_on_cpu(ag_news_dir, tmp_path):
-    first = run_experiment(tiny_config(ag_news_dir), tmp_path / "a")
-    second = run_experiment(tiny_config(ag_news_dir), tmp_path / "b")
+def test_same_seed_gives_identical_metrics_on_cpu(ag_news_dir, tmp_path, tiny_config):
+    first = run_experiment(tiny_config(), tmp_path / "a")
+    second = run_experiment(tiny_config(), tmp_path / "b")
     assert first["history"][-1]["train_loss"] == second["history"][-1]["train_loss"]
     assert first["metrics"]["test_acc"] == second["metrics"]["test_acc"]
-    other_seed = run_experiment(tiny_config(ag_news_dir, seed=1), tmp_path / "c")
+    other_seed = run_experiment(tiny_config(seed=1), tmp_path / "c")
     assert other_seed["history"][-1]["train_loss"] != first["history"][-1]["train_loss"]
 
 
@@ -59,11 +49,11 @@ def write_glove_txt(path: Path, words: list[str], dim: int) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def test_glove_run_reports_coverage(ag_news_dir, tmp_path, topic_words):
+def test_glove_run_reports_coverage(ag_news_dir, tmp_path, topic_words, tiny_config):
     glove = tmp_path / "glove.6B.50d.txt"
     write_glove_txt(glove, [*topic_words, "the", ".", "not-in-the-data"], 50)
     embedding = EmbeddingConfig(name="glove50", kind=EmbeddingKind.glove, dim=50, path=str(glove), freeze=True)
-    results = run_experiment(tiny_config(ag_news_dir, embedding=embedding), tmp_path / "run")
+    results = run_experiment(tiny_config(embedding=embedding), tmp_path / "run")
     assert results["status"] == "completed"
     coverage = results["embedding_coverage"]
     assert coverage["found"] == 22  # the topic words, "the" and "." appear in the tiny data; nothing else is in GloVe
@@ -71,21 +61,17 @@ def test_glove_run_reports_coverage(ag_news_dir, tmp_path, topic_words):
     assert results["num_parameters"] - results["num_trainable_parameters"] == 50 * (coverage["total"] + 2)
 
 
-def test_fine_tuning_never_changes_the_glove_matrix_later_jobs_start_from(ag_news_dir, tmp_path, topic_words):
+def test_fine_tuning_never_changes_the_glove_matrix_later_jobs_start_from(
+    ag_news_dir, tmp_path, topic_words, tiny_config
+):
     glove = tmp_path / "glove.6B.50d.txt"
     write_glove_txt(glove, [*topic_words, "the"], 50)
     embedding = EmbeddingConfig(name="glove50", kind=EmbeddingKind.glove, dim=50, path=str(glove))
-    config = tiny_config(ag_news_dir, embedding=embedding)
+    config = tiny_config(embedding=embedding)
     first = run_experiment(config, tmp_path / "first")
     second = run_experiment(config, tmp_path / "second")  # same process: reuses the cached matrix
     # It started from the same GloVe weights, not from the ones the first run tuned.
     assert [e["train_loss"] for e in second["history"]] == [e["train_loss"] for e in first["history"]]
-
-
-def run_cli(*args: str, env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env_extra or {})}
-    command = [sys.executable, "-m", "agnews.run", *args]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def sweep_args(ag_news_dir: Path, sweep_dir: Path) -> list[str]:
@@ -116,9 +102,9 @@ def read_summary(sweep_dir: Path) -> list[dict]:
     ],
     ids=["basic", "joblib", "submitit_local"],
 )
-def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, launcher):
+def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, launcher, cli):
     sweep_dir = tmp_path / "sweep"
-    completed = run_cli(*sweep_args(ag_news_dir, sweep_dir), *launcher)
+    completed = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir), *launcher)
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = read_summary(sweep_dir)
     assert [(row["seed"], row["status"]) for row in rows] == [("0", "completed"), ("1", "completed")]
@@ -131,18 +117,18 @@ def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, lau
 
 
 @pytest.mark.slow
-def test_bad_override_exits_non_zero_with_hydras_message(ag_news_dir, tmp_path):
-    completed = run_cli("embedding.dimm=3", f"data.dir={ag_news_dir}", f"hydra.run.dir={tmp_path / 'run'}")
+def test_bad_override_exits_non_zero_with_hydras_message(ag_news_dir, tmp_path, cli):
+    completed = cli("agnews.run", "embedding.dimm=3", f"data.dir={ag_news_dir}", f"hydra.run.dir={tmp_path / 'run'}")
     assert completed.returncode != 0
     assert "Key 'dimm' not in 'EmbeddingConfig'" in completed.stderr
     assert not (tmp_path / "run" / "results.json").exists()
 
 
 @pytest.mark.slow
-def test_failed_job_is_recorded_and_the_sweep_goes_on(ag_news_dir, tmp_path):
+def test_failed_job_is_recorded_and_the_sweep_goes_on(ag_news_dir, tmp_path, cli):
     sweep_dir = tmp_path / "sweep"
     args = [arg for arg in sweep_args(ag_news_dir, sweep_dir) if not arg.startswith(("data.dir", "seed"))]
-    completed = run_cli(*args, f"data.dir={tmp_path / 'missing'},{ag_news_dir}")
+    completed = cli("agnews.run", *args, f"data.dir={tmp_path / 'missing'},{ag_news_dir}")
     assert completed.returncode == 1
     rows = read_summary(sweep_dir)
     assert [row["status"] for row in rows] == ["failed", "completed"]
@@ -151,9 +137,9 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(ag_news_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_single_run_with_bad_input_shows_the_message_not_a_traceback(tmp_path):
+def test_single_run_with_bad_input_shows_the_message_not_a_traceback(tmp_path, cli):
     run_dir = tmp_path / "run"
-    completed = run_cli(f"data.dir={tmp_path / 'missing'}", f"hydra.run.dir={run_dir}")
+    completed = cli("agnews.run", f"data.dir={tmp_path / 'missing'}", f"hydra.run.dir={run_dir}")
     assert completed.returncode == 1
     output = completed.stdout + completed.stderr
     assert "train.csv" in output and "Traceback" not in output
@@ -161,8 +147,10 @@ def test_single_run_with_bad_input_shows_the_message_not_a_traceback(tmp_path):
 
 
 @pytest.mark.slow
-def test_added_unknown_key_is_refused_not_dropped(ag_news_dir, tmp_path):
-    completed = run_cli("+embedding.dimension=64", f"data.dir={ag_news_dir}", f"hydra.run.dir={tmp_path / 'run'}")
+def test_added_unknown_key_is_refused_not_dropped(ag_news_dir, tmp_path, cli):
+    completed = cli(
+        "agnews.run", "+embedding.dimension=64", f"data.dir={ag_news_dir}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert completed.returncode == 2
     assert "Unknown config keys embedding.dimension" in completed.stdout + completed.stderr
     assert not (tmp_path / "run" / "results.json").exists()
