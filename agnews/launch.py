@@ -61,11 +61,14 @@ class FolderGuard(Callback):
             return  # an optimising sweeper picks jobs as it goes; each job still claims its own folder
         problems = []
         planned = set()
-        for number, overrides in enumerate(planned_jobs(config)):
+        jobs = planned_jobs(config)
+        varying = [index for index in range(len(jobs[0])) if len({job[index] for job in jobs}) > 1] if jobs else []
+        for number, overrides in enumerate(jobs):
             job_config = _compose_job(config, overrides, number)
             job_dir = sweep_dir / str(job_config.hydra.sweep.subdir)
             planned.add(job_dir.name)
-            label = f"job {job_dir.name} ({' '.join(overrides) or 'no overrides'})"
+            swept = " ".join(overrides[index] for index in varying)
+            label = f"job {job_dir.name}" + (f" ({swept})" if swept else "")
             try:
                 app = to_app_config(_without_hydra(job_config))
             except AgnewsError as error:

@@ -49,8 +49,11 @@ def resolve_cache_dir(configured: str | os.PathLike[str] | None = None) -> Path:
 
 def explain_os_error(error: OSError, path: str | os.PathLike[str], remedy: str = "") -> AgnewsError:
     """An AgnewsError saying what went wrong writing `path`, in words a user can act on."""
-    if error.errno in _SPACE_ERRNOS:
-        what = "no space left on the device (or the file size limit was hit)"
+    if error.errno == errno.EFBIG:
+        what = "the file is larger than this filesystem (or ulimit -f) allows"
+        fix = remedy or "choose another folder"
+    elif error.errno in _SPACE_ERRNOS:
+        what = "no space left on the device"
         fix = remedy or "free some space or choose another folder"
     elif error.errno in _ACCESS_ERRNOS:
         what = "the folder is not writable"

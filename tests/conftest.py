@@ -179,3 +179,26 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
         )
 
     return run
+
+
+@pytest.fixture
+def killed_run(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """killed_run(config, run_dir, epochs_done): leave a run that died right after writing the checkpoint of
+    epoch `epochs_done`, as a kill at that moment would (status 'interrupted', checkpoint.pt in place)."""
+    from agnews import checkpoint
+    from agnews.experiment import run_experiment
+
+    def leave(config: Any, run_dir: Path, epochs_done: int) -> None:
+        real_save = checkpoint.save
+
+        def save_then_die(path, content):
+            real_save(path, content)
+            if path.name == checkpoint.CHECKPOINT_FILE and len(content["history"]) == epochs_done:
+                raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            patch.setattr(checkpoint, "save", save_then_die)
+            with pytest.raises(KeyboardInterrupt):
+                run_experiment(config, run_dir)
+
+    return leave

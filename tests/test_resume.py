@@ -13,35 +13,19 @@ import pytest
 import torch
 
 from agnews import checkpoint, experiment
-from agnews.config import AppConfig, OptimizerConfig, OptimizerName, Precision
+from agnews.config import OptimizerConfig, OptimizerName, Precision
 from agnews.experiment import run_experiment
 from agnews.storage import AgnewsError
+from agnews.train import check_precision
 
 
-def kill_after_checkpoint(monkeypatch, epochs_done: int) -> None:
-    """Make the run die (as a kill would) right after the checkpoint of epoch `epochs_done` is written."""
-    real_save = checkpoint.save
-
-    def save_then_die(path, content):
-        real_save(path, content)
-        if path.name == checkpoint.CHECKPOINT_FILE and len(content["history"]) == epochs_done:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-
-
-def leave_killed_run(monkeypatch, config: AppConfig, run_dir: Path, epochs_done: int) -> None:
-    with monkeypatch.context() as patch:
-        kill_after_checkpoint(patch, epochs_done)
-        with pytest.raises(KeyboardInterrupt):
-            run_experiment(config, run_dir)
-
-
-def test_resumed_run_computes_what_an_uninterrupted_one_does(ag_news_dir, tmp_path, monkeypatch, tiny_config):
+def test_resumed_run_computes_what_an_uninterrupted_one_does(
+    ag_news_dir, tmp_path, monkeypatch, tiny_config, killed_run
+):
     uninterrupted = run_experiment(tiny_config(trainer={"epochs": 3}), tmp_path / "whole")
     assert not (tmp_path / "whole" / checkpoint.CHECKPOINT_FILE).exists()  # removed once the run ended
 
-    leave_killed_run(monkeypatch, tiny_config(trainer={"epochs": 3}), tmp_path / "killed", epochs_done=2)
+    killed_run(tiny_config(trainer={"epochs": 3}), tmp_path / "killed", epochs_done=2)
     assert (tmp_path / "killed" / checkpoint.CHECKPOINT_FILE).exists()
     resumed = run_experiment(replace(tiny_config(trainer={"epochs": 3}), resume=True), tmp_path / "killed")
 
@@ -76,16 +60,16 @@ def test_changed_config_is_not_mixed_with_old_results(ag_news_dir, tmp_path, tin
         run_experiment(changed, tmp_path / "run")
 
 
-def test_checkpoint_from_another_config_is_refused_not_loaded(ag_news_dir, tmp_path, monkeypatch, tiny_config):
-    leave_killed_run(monkeypatch, tiny_config(trainer={"epochs": 3}), tmp_path / "run", epochs_done=1)
+def test_checkpoint_from_another_config_is_refused_not_loaded(tmp_path, tiny_config, killed_run):
+    killed_run(tiny_config(trainer={"epochs": 3}), tmp_path / "run", epochs_done=1)
     (tmp_path / "run" / "results.json").unlink()  # only the checkpoint is left
     other = replace(tiny_config(trainer={"epochs": 3}), resume=True, optimizer=OptimizerConfig(lr=1.0))
     with pytest.raises(AgnewsError, match=r"checkpoint.pt was made by a different config \(optimizer.lr: 5.0 -> 1.0"):
         run_experiment(other, tmp_path / "run")
 
 
-def test_corrupt_checkpoint_gets_a_clear_error(ag_news_dir, tmp_path, monkeypatch, tiny_config):
-    leave_killed_run(monkeypatch, tiny_config(trainer={"epochs": 3}), tmp_path / "run", epochs_done=1)
+def test_corrupt_checkpoint_gets_a_clear_error(tmp_path, tiny_config, killed_run):
+    killed_run(tiny_config(trainer={"epochs": 3}), tmp_path / "run", epochs_done=1)
     path = tmp_path / "run" / checkpoint.CHECKPOINT_FILE
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(AgnewsError, match=r"checkpoint\.pt cannot be read.*delete it"):
@@ -114,8 +98,15 @@ def test_diverging_run_is_recorded_as_such(ag_news_dir, tmp_path, tiny_config):
     assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "diverged"
 
 
-def test_bfloat16_autocast_path_trains(ag_news_dir, tmp_path, tiny_config):
-    results = run_experiment(tiny_config(trainer={"epochs": 1, "precision": Precision.bf16}), tmp_path / "run")
+def test_bfloat16_autocast_trains_or_is_refused_with_the_reason(tmp_path, tiny_config):
+    config = tiny_config(trainer={"epochs": 1, "precision": Precision.bf16})
+    try:  # some CPUs lack oneDNN's bfloat16 LSTM kernels
+        check_precision(Precision.bf16, torch.device("cpu"))
+    except AgnewsError:
+        with pytest.raises(AgnewsError, match=r"cannot run the LSTM in bfloat16.*trainer\.precision=fp32"):
+            run_experiment(config, tmp_path / "run")
+        return
+    results = run_experiment(config, tmp_path / "run")
     assert results["status"] == "completed" and results["history"][0]["train_loss"] > 0
 
 

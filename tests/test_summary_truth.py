@@ -1,0 +1,378 @@
+"""What summary.csv, results.json and the files behind them may never do: lose a run, label it with
+another run's settings, call an exploded run completed, mix two datasets, or trust a damaged file.
+Each test is a repro of a way they once did, while the command exited 0."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from agnews import checkpoint
+from agnews.config import OptimizerConfig, OptimizerName
+from agnews.experiment import run_experiment
+from agnews.predict import load_predictor
+from agnews.report.summary_csv import SummaryCallback, write_summary
+from agnews.storage import AgnewsError, FolderBusyError, claim_folder
+from agnews.train import DIVERGENCE_WINDOW, DivergedError, DivergenceMonitor
+
+
+def read_summary(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def sweep_args(data_dir: Path, sweep_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--multirun",
+        f"data.dir={data_dir}",
+        "data.val_fraction=0.25",
+        "trainer.epochs=1",
+        "trainer.batch_size=16",
+        "trainer.progress_bar=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def hold_claim(repo):
+    """hold_claim(folder): another process that holds `folder`'s claim until the test ends."""
+    holders = []
+
+    def hold(folder: Path) -> subprocess.Popen:
+        script = textwrap.dedent(
+            f"""
+            import sys, time
+            from agnews.storage import claim_folder
+            claim = claim_folder({str(folder)!r})
+            print("claimed", flush=True)
+            time.sleep(120)
+            """
+        )
+        holder = subprocess.Popen([sys.executable, "-c", script], cwd=repo, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "claimed"
+        holders.append(holder)
+        return holder
+
+    yield hold
+    for holder in holders:
+        holder.kill()
+        holder.wait()
+
+
+# --- 1. two commands, one folder -----------------------------------------------------------------------
+
+
+def test_a_claimed_folder_refuses_a_second_process_and_frees_when_it_dies(tmp_path, hold_claim):
+    holder = hold_claim(tmp_path / "run")
+    with pytest.raises(FolderBusyError, match=rf"in use by another agnews command \(pid {holder.pid} on "):
+        claim_folder(tmp_path / "run")
+    holder.kill()  # a killed holder leaves no stale claim
+    holder.wait()
+    claim_folder(tmp_path / "run").release()
+
+
+@pytest.mark.slow
+def test_a_second_command_into_a_busy_folder_fails_before_hydra_writes_there(ag_news_dir, tmp_path, cli, hold_claim):
+    sweep_dir, run_dir = tmp_path / "sweep", tmp_path / "run"
+    hold_claim(sweep_dir)
+    hold_claim(run_dir)
+    swept = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "seed=2,3"))
+    single = cli("agnews.run", f"data.dir={ag_news_dir}", f"hydra.run.dir={run_dir}", "trainer.epochs=1")
+    for done in (swept, single):
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "is in use by another agnews command" in done.stderr and "Traceback" not in done.stderr
+    # Nothing of the folders' owner was touched: no multirun.yaml, no .hydra/, no job folders.
+    assert sorted(path.name for path in sweep_dir.iterdir()) == [".agnews.lock", ".agnews.owner"]
+    assert sorted(path.name for path in run_dir.iterdir()) == [".agnews.lock", ".agnews.owner"]
+
+
+@pytest.mark.slow
+def test_two_sweeps_started_together_into_one_folder_lose_nothing(ag_news_dir, tmp_path, repo):
+    sweep_dir = tmp_path / "sweep"
+    command = [sys.executable, "-m", "agnews.run"]
+    started = [
+        subprocess.Popen([*command, *sweep_args(ag_news_dir, sweep_dir, f"seed={seeds}")], cwd=repo,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seeds in ("0,1", "2,3")
+    ]  # fmt: skip
+    finished = [(process.wait(timeout=300), process.communicate()[1]) for process in started]
+    codes = sorted(code for code, _ in finished)
+    assert codes == [0, 2], finished
+    loser = next(err for code, err in finished if code == 2)
+    assert "in use by another agnews command" in loser
+    rows = read_summary(sweep_dir)
+    assert [row["status"] for row in rows] == ["completed", "completed"]
+    seeds = [row["seed"] for row in rows]
+    assert seeds in (["0", "1"], ["2", "3"])
+    for row in rows:  # every row is what its job recorded, and the job's Hydra files agree
+        recorded = json.loads((sweep_dir / row["job"] / "results.json").read_text())
+        assert str(recorded["config"]["seed"]) == row["seed"]
+        assert float(row["test_acc"]) == recorded["metrics"]["test_acc"]
+        assert f"seed={row['seed']}" in yaml.safe_load(
+            (sweep_dir / row["job"] / ".hydra" / "overrides.yaml").read_text()
+        )
+
+
+def test_default_run_and_sweep_folders_do_not_collide_within_a_second(repo):
+    hydra = yaml.safe_load((repo / "conf" / "config.yaml").read_text())["hydra"]
+    assert hydra["run"]["dir"].endswith("%f}") and hydra["sweep"]["dir"].endswith("%f}")
+
+
+# --- 2. labels come from what each run recorded ------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("first", "second", "named"),
+    [
+        (["seed=0,1"], ["seed=1,0"], "seed: 0 -> 1"),
+        (["embedding=learned"], ["embedding=learned100,learned"], "embedding.dim: 32 -> 100"),
+    ],
+    ids=["reordered seeds", "other embedding"],
+)
+def test_a_resume_whose_jobs_differ_from_the_folder_is_refused_untouched(
+    ag_news_dir, tmp_path, cli, first, second, named
+):
+    sweep_dir = tmp_path / "sweep"
+    assert cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, *first)).returncode == 0
+    before = {path: path.read_bytes() for path in sorted(sweep_dir.rglob("*")) if path.is_file()}
+
+    refused = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, *second, "resume=true"))
+
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"nothing was launched, nothing in {sweep_dir} was changed" in refused.stderr
+    assert "job 0 (" in refused.stderr and named in refused.stderr
+    after = {path: path.read_bytes() for path in sorted(sweep_dir.rglob("*")) if path.is_file()}
+    changed = [path for path in after if before.get(path) != after[path]]
+    assert [path.name for path in changed] in ([], [".agnews.owner"])  # only the claim's note of who held it
+
+
+def test_summary_labels_come_from_results_json_even_when_hydra_files_lie(ag_news_dir, tmp_path, tiny_config):
+    sweep_dir = tmp_path / "sweep"
+    for job, seed in enumerate((0, 1)):
+        run_experiment(tiny_config(seed=seed, trainer={"epochs": 1}), sweep_dir / str(job), [f"seed={seed}"])
+        (sweep_dir / str(job) / ".hydra").mkdir()
+        # What Hydra leaves when a later, refused command reached the folder.
+        (sweep_dir / str(job) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={7 + job}"]))
+    rows = read_summary_after(write_summary, sweep_dir)
+    assert [row["seed"] for row in rows] == ["0", "1"]
+
+
+def read_summary_after(write, sweep_dir: Path) -> list[dict]:
+    write(sweep_dir)
+    return read_summary(sweep_dir)
+
+
+# --- 3. a summary step that cannot read a job says so ---------------------------------------------------
+
+
+def launch_config(sweep_dir: Path):
+    """The parts of a launching command's config the summary callback reads."""
+    return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}, "overrides": {"task": []}, "sweeper": {}}})
+
+
+def test_a_corrupt_results_json_is_listed_as_unreadable_and_fails_the_sweep(ag_news_dir, tmp_path, tiny_config, cli):
+    sweep_dir = tmp_path / "sweep"
+    for job in range(2):
+        run_experiment(tiny_config(seed=job, trainer={"epochs": 1}), sweep_dir / str(job), [f"seed={job}"])
+    (sweep_dir / "1" / "results.json").write_text('{"format": "agnews-results/1", "status": ')
+
+    with pytest.raises(SystemExit) as exited:
+        SummaryCallback().on_multirun_end(launch_config(sweep_dir))
+    assert exited.value.code == 1
+    rows = read_summary(sweep_dir)
+    assert [(row["job"], row["status"]) for row in rows] == [("0", "completed"), ("1", "unreadable")]
+    assert "is not valid JSON" in rows[1]["error"] and rows[1]["test_acc"] == ""
+
+    rebuilt = cli("agnews.report", "--summary", sweep_dir)  # the same, from the command line
+    assert rebuilt.returncode == 1 and "Job 1 unreadable" in rebuilt.stderr
+
+
+def test_a_summary_that_cannot_be_written_fails_the_sweep(ag_news_dir, tmp_path, tiny_config):
+    sweep_dir = tmp_path / "sweep"
+    run_experiment(tiny_config(trainer={"epochs": 1}), sweep_dir / "0")
+    (sweep_dir / "summary.csv").mkdir()  # something that is not a file where summary.csv goes
+    with pytest.raises(SystemExit) as exited:
+        SummaryCallback().on_multirun_end(launch_config(sweep_dir))
+    assert exited.value.code == 1
+
+
+# --- 4. an exploding loss is divergence, finite or not --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        OptimizerConfig(name=OptimizerName.adam, lr=1e30, grad_clip=None),
+        OptimizerConfig(lr=1e12, grad_clip=None),  # SGD without clipping
+    ],
+    ids=["adam lr 1e30", "sgd lr 1e12"],
+)
+def test_an_exploding_loss_is_diverged_not_completed(tmp_path, tiny_config, optimizer):
+    results = run_experiment(tiny_config(optimizer=optimizer, trainer={"epochs": 2}), tmp_path / "run")
+    assert results["status"] == "diverged", results["history"]
+    assert "trainer.divergence_threshold" in results["error"] or "loss became" in results["error"]
+    assert "test_acc" not in results["metrics"]
+
+
+def test_divergence_needs_a_sustained_stretch_not_one_bad_batch():
+    monitor = DivergenceMonitor(10.0, torch.device("cpu"), "epoch 1/1")
+    for step in range(1, DIVERGENCE_WINDOW + 1):  # one huge spike among ordinary losses
+        monitor.add(torch.tensor(1e6 if step == 7 else 1.2), step)
+    monitor = DivergenceMonitor(10.0, torch.device("cpu"), "epoch 1/1")
+    with pytest.raises(DivergedError, match=r"median training loss of batches 1-50 of epoch 1/1 is 1e\+03"):
+        for step in range(1, DIVERGENCE_WINDOW + 1):
+            monitor.add(torch.tensor(1e3 if step % 2 else 1e4), step)
+    lenient = DivergenceMonitor(None, torch.device("cpu"), "epoch 1/1")  # null: only non-finite losses count
+    for step in range(1, 4):
+        lenient.add(torch.tensor(1e20), step)
+    lenient.check(3)
+    lenient.add(torch.tensor(1.0), 4)
+    lenient.add(torch.tensor(float("nan")), 5)
+    with pytest.raises(DivergedError, match=r"training loss became nan at batch 5 of epoch 1/1"):
+        lenient.check(5)
+
+
+# --- 5. resume only on the data a run started with ------------------------------------------------------
+
+
+def rotate_labels(path: Path) -> None:
+    rows = list(csv.reader(path.open(newline="")))
+    with path.open("w", newline="") as handle:
+        csv.writer(handle, quoting=csv.QUOTE_ALL).writerows([[str(int(row[0]) % 4 + 1), *row[1:]] for row in rows])
+
+
+@pytest.mark.parametrize("change", ["labels", "vocab"])
+def test_resume_on_changed_data_is_refused_and_keeps_the_recorded_epochs(
+    ag_news_dir, tmp_path, tiny_config, killed_run, change
+):
+    run_dir = tmp_path / "run"
+    killed_run(tiny_config(trainer={"epochs": 4}), run_dir, epochs_done=2)
+    history_csv = (run_dir / "history.csv").read_text()
+    if change == "labels":
+        rotate_labels(ag_news_dir / "train.csv")
+    else:
+        with open(ag_news_dir / "train.csv", "a") as handle:
+            handle.write('"2","Unseen words","zebra quagga okapi"\n')
+
+    with pytest.raises(AgnewsError, match=r"other data than data\.dir/data\.url now hold.*mix two datasets"):
+        run_experiment(tiny_config(trainer={"epochs": 4}, resume=True), run_dir)
+
+    recorded = json.loads((run_dir / "results.json").read_text())
+    assert len(recorded["history"]) == 2 and (run_dir / "history.csv").read_text() == history_csv
+    assert (run_dir / checkpoint.CHECKPOINT_FILE).exists()  # still there to resume on the original data
+
+
+def test_a_completed_run_is_not_skipped_as_done_on_other_data(ag_news_dir, tmp_path, tiny_config):
+    run_experiment(tiny_config(trainer={"epochs": 1}), tmp_path / "run")
+    rotate_labels(ag_news_dir / "train.csv")
+    with pytest.raises(AgnewsError, match="other data"):
+        run_experiment(tiny_config(trainer={"epochs": 1}, resume=True), tmp_path / "run")
+
+
+# --- files trusted only after a check -----------------------------------------------------------------
+
+
+def test_a_failed_resume_keeps_the_recorded_epochs(tmp_path, tiny_config, killed_run):
+    run_dir = tmp_path / "run"
+    killed_run(tiny_config(trainer={"epochs": 4}), run_dir, epochs_done=2)
+    history_csv = (run_dir / "history.csv").read_text()
+    path = run_dir / checkpoint.CHECKPOINT_FILE
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(AgnewsError, match="cannot be read"):
+        run_experiment(tiny_config(trainer={"epochs": 4}, resume=True), run_dir)
+    recorded = json.loads((run_dir / "results.json").read_text())
+    assert recorded["status"] == "failed" and [epoch["epoch"] for epoch in recorded["history"]] == [1, 2]
+    assert (run_dir / "history.csv").read_text() == history_csv
+
+
+def flip_a_tensor_byte(path: Path) -> None:
+    """Change one byte inside a stored tensor (the zip's data/ records), leaving the container valid."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max((item for item in archive.infolist() if "/data/" in item.filename), key=lambda i: i.file_size)
+    content = bytearray(path.read_bytes())
+    header = info.header_offset  # the member's local header: 30 bytes, its name and extra field, then the data
+    name_length = int.from_bytes(content[header + 26 : header + 28], "little")
+    extra_length = int.from_bytes(content[header + 28 : header + 30], "little")
+    content[header + 30 + name_length + extra_length + info.file_size // 2] ^= 0x40
+    path.write_bytes(bytes(content))
+
+
+def test_checkpoints_with_a_flipped_tensor_byte_are_refused(tmp_path, tiny_config, killed_run):
+    run_dir = tmp_path / "run"
+    killed_run(tiny_config(trainer={"epochs": 3}), run_dir, epochs_done=1)
+    flip_a_tensor_byte(run_dir / checkpoint.CHECKPOINT_FILE)
+    with pytest.raises(AgnewsError, match=r"checkpoint\.pt is damaged: its content does not match the checksum"):
+        run_experiment(tiny_config(trainer={"epochs": 3}, resume=True), run_dir)
+
+
+def test_predict_refuses_a_damaged_model_or_another_runs_vocab(tmp_path, tiny_config):
+    run_dir = tmp_path / "run"
+    run_experiment(tiny_config(trainer={"epochs": 1}), run_dir)
+    load_predictor(run_dir)  # as written: fine
+
+    vocab = run_dir / "vocab.txt"
+    original = vocab.read_text()
+    lines = original.splitlines(keepends=True)
+    lines[3], lines[4] = lines[4], lines[3]  # same size, two words' ids swapped
+    vocab.write_text("".join(lines))
+    with pytest.raises(AgnewsError, match=r"vocab\.txt is not the vocab this model was trained with"):
+        load_predictor(run_dir)
+    vocab.write_text(original)
+
+    flip_a_tensor_byte(run_dir / checkpoint.MODEL_FILE)
+    with pytest.raises(AgnewsError, match=r"model\.pt is damaged"):
+        load_predictor(run_dir)
+
+
+def test_files_a_killed_write_left_behind_are_removed_when_the_run_resumes(tmp_path, tiny_config, killed_run):
+    run_dir = tmp_path / "run"
+    killed_run(tiny_config(trainer={"epochs": 2}), run_dir, epochs_done=1)
+    leftover = run_dir / ".checkpoint.pt.k1ll3d.tmp"  # what SIGKILL inside a checkpoint write leaves
+    leftover.write_bytes(b"half a checkpoint")
+    results = run_experiment(tiny_config(trainer={"epochs": 2}, resume=True), run_dir)
+    assert results["status"] == "completed" and not leftover.exists()
+
+
+# --- the end of a run by Ctrl-C -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_records_an_interrupted_run_that_resumes(make_ag_news, tmp_path, repo, cli):
+    data_dir = make_ag_news("data", train_per_class=400, test_per_class=20)
+    run_dir = tmp_path / "run"
+    args = [f"data.dir={data_dir}", "trainer.epochs=6", "trainer.progress_bar=false", f"hydra.run.dir={run_dir}"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "agnews.run", *args],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / checkpoint.CHECKPOINT_FILE).exists():
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    output = run.communicate(timeout=60)[0]  # Hydra logs to stdout
+    assert run.returncode == 130, output[-2000:]
+    assert "Traceback" not in output and "run the same command with resume=true" in output
+    recorded = json.loads((run_dir / "results.json").read_text())
+    assert recorded["status"] == "interrupted" and len(recorded["history"]) >= 1
+
+    resumed = cli("agnews.run", *args, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"Run folder: {run_dir}" in resumed.stdout
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"
