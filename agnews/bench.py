@@ -33,6 +33,7 @@ from agnews.config import AppConfig, EmbeddingKind, Pooling, register_configs, t
 from agnews.data.ag_news import CLASS_NAMES
 from agnews.data.glove import load_glove
 from agnews.data.prepare import prepare_data
+from agnews.devices import select_device
 from agnews.experiment import prepare_embedding
 from agnews.model import build_model
 from agnews.reference import (
@@ -46,7 +47,7 @@ from agnews.reference import (
 )
 from agnews.storage import AgnewsError, resolve_cache_dir
 from agnews.tables import text_table
-from agnews.train import build_optimizer, can_use_sparse_embedding, evaluate, select_device, train_one_epoch
+from agnews.train import build_optimizer, can_use_sparse_embedding, evaluate, train_one_epoch
 
 log = logging.getLogger(__name__)
 

@@ -25,18 +25,11 @@ from agnews.data import ag_news
 from agnews.data.glove import EmbeddingMatrix, build_embedding_matrix, load_glove
 from agnews.data.prepare import data_key, prepare_data
 from agnews.data.text import Vocab
+from agnews.devices import check_precision, select_device
 from agnews.model import build_model, count_parameters
 from agnews.results import RESULTS_FORMAT, RunStatus, read_run_results, write_run_results
 from agnews.storage import AgnewsError, claim_folder, remove_stale_temporaries, resolve_cache_dir
-from agnews.train import (
-    DivergedError,
-    TrainState,
-    can_use_sparse_embedding,
-    check_precision,
-    evaluate,
-    fit,
-    select_device,
-)
+from agnews.train import DivergedError, TrainState, can_use_sparse_embedding, evaluate, fit
 
 log = logging.getLogger(__name__)
 

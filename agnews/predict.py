@@ -31,11 +31,11 @@ from agnews.config import AppConfig, Pooling
 from agnews.data.ag_news import read_split
 from agnews.data.batches import make_batch
 from agnews.data.text import Vocab, decode_utf8, encode, tokenize_all
+from agnews.devices import select_device
 from agnews.model import LSTMClassifier, build_model
 from agnews.results import read_run_results
 from agnews.storage import AgnewsError, atomic_write_text
 from agnews.tables import text_table
-from agnews.train import select_device
 
 log = logging.getLogger(__name__)
 

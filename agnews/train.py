@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from agnews.config import LrDecay, OptimizerConfig, OptimizerName, Precision, TrainerConfig
 from agnews.data.batches import iterate_batches
 from agnews.data.text import EncodedTexts
+from agnews.devices import autocast_dtype, to_device
 from agnews.storage import AgnewsError
 
 log = logging.getLogger(__name__)
@@ -38,58 +39,10 @@ class DivergedError(AgnewsError):
     """The training loss became non-finite, or stayed far above chance level."""
 
 
-def select_device(name: str) -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; anything else is a torch device string that must exist here."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise AgnewsError(f"device {name!r} is not a torch device: try auto, cpu, cuda, cuda:1 or mps") from error
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise AgnewsError(
-                f"device {name!r}: this machine has no CUDA GPU (or this torch {torch.__version__} "
-                "was built without CUDA); use device auto or cpu"
-            )
-        if device.index is not None and device.index >= count:
-            raise AgnewsError(f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise AgnewsError(f"device {name!r}: Apple's MPS is not available on this machine; use device auto or cpu")
-    return device
-
-
-def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
-    """The dtype autocast runs matrix work in, or None for plain float32."""
-    if precision is Precision.auto:
-        return torch.float16 if device.type == "cuda" else None
-    return {Precision.fp32: None, Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}[precision]
-
-
-def check_precision(precision: Precision, device: torch.device) -> None:
-    """Refuse, before any data is read, a precision the device cannot train the LSTM in."""
-    dtype = autocast_dtype(precision, device)
-    if dtype is None or device.type == "cuda":
-        return
-    if dtype is torch.float16:
-        raise AgnewsError(
-            f"trainer.precision=fp16 needs a CUDA GPU, and this run is on {device}: "
-            "use trainer.precision=fp32 (or auto)"
-        )
-    # bfloat16 LSTMs on a CPU need oneDNN kernels that some processors lack; try a tiny one.
-    try:
-        with torch.autocast(device.type, dtype=dtype):
-            nn.LSTM(2, 2, batch_first=True).to(device)(torch.zeros(1, 2, 2, device=device))
-    except RuntimeError as error:
-        raise AgnewsError(
-            f"trainer.precision=bf16: this {device} cannot run the LSTM in bfloat16 "
-            f"({str(error).splitlines()[0]}); use trainer.precision=fp32"
-        ) from None
+def make_grad_scaler(trainer: TrainerConfig, device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling keeps float16 gradients from underflowing; a disabled scaler passes everything through."""
+    enabled = device.type == "cuda" and autocast_dtype(trainer.precision, device) is torch.float16
+    return torch.amp.GradScaler(device.type, enabled=enabled)
 
 
 def can_use_sparse_embedding(config: OptimizerConfig) -> bool:
@@ -120,19 +73,6 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Op
     if config.name is OptimizerName.adam:
         return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def make_grad_scaler(trainer: TrainerConfig, device: torch.device) -> torch.amp.GradScaler:
-    """Loss scaling keeps float16 gradients from underflowing; a disabled scaler passes everything through."""
-    enabled = device.type == "cuda" and autocast_dtype(trainer.precision, device) is torch.float16
-    return torch.amp.GradScaler(device.type, enabled=enabled)
-
-
-def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # Pinned host memory lets the copy overlap with the GPU still working on the previous batch.
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
 
 
 def _sum_dtype(device: torch.device) -> torch.dtype:
@@ -207,7 +147,7 @@ def train_one_epoch(
     progress = tqdm(batches, total=num_batches, desc=description, leave=False, disable=show)
     step = 0
     for step, (token_ids, lengths, labels) in enumerate(progress, start=1):
-        token_ids, labels = _to_device(token_ids, device), _to_device(labels, device)
+        token_ids, labels = to_device(token_ids, device), to_device(labels, device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(token_ids, lengths)  # [B, C]
@@ -251,7 +191,7 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=_sum_dtype(device), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for token_ids, lengths, labels in iterate_batches(data, batch_size, None, bucket_by_length):
-        token_ids, labels = _to_device(token_ids, device), _to_device(labels, device)
+        token_ids, labels = to_device(token_ids, device), to_device(labels, device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(token_ids, lengths).float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").to(loss_sum.dtype)

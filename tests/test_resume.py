@@ -14,9 +14,9 @@ import torch
 
 from agnews import checkpoint, experiment
 from agnews.config import OptimizerConfig, OptimizerName, Precision
+from agnews.devices import check_precision
 from agnews.experiment import run_experiment
 from agnews.storage import AgnewsError
-from agnews.train import check_precision
 
 
 def test_resumed_run_computes_what_an_uninterrupted_one_does(

@@ -4,8 +4,9 @@ import torch
 
 from agnews.config import OptimizerConfig, OptimizerName, TrainerConfig
 from agnews.data.text import EncodedTexts
+from agnews.devices import select_device
 from agnews.model import LSTMClassifier
-from agnews.train import build_optimizer, can_use_sparse_embedding, clip_gradients, select_device, train_one_epoch
+from agnews.train import build_optimizer, can_use_sparse_embedding, clip_gradients, train_one_epoch
 
 
 def random_texts(count: int, vocab_size: int, seed: int) -> EncodedTexts:
