@@ -280,3 +280,14 @@ def test_a_glove_run_predicts_without_glove_or_data(ag_news_dir, tmp_path, topic
     assert torch.equal(predictor.model.embedding.weight, model.embedding.weight)
     assert main([str(tmp_path / "run"), *texts]) == 0
     assert not os.path.exists(glove)
+
+
+def test_a_model_file_written_before_checksums_still_loads(last_run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(last_run, old)
+    content = torch.load(old / "model.pt", weights_only=True)
+    for added_later in ("sha256", "vocab_sha256"):
+        del content[added_later]
+    torch.save(content, old / "model.pt")
+    texts = ["Stocks rally as oil falls", "Nasa launches a probe"]
+    np.testing.assert_array_equal(load_predictor(old).predict(texts), load_predictor(last_run).predict(texts))

@@ -164,3 +164,19 @@ def test_sweep_killed_with_sigkill_resumes_to_every_job_complete_once(tmp_path, 
     summary = (sweep_dir / "summary.csv").read_text().splitlines()
     assert len(summary) == 3 and all(",completed," in line for line in summary[1:])
     assert not list(sweep_dir.glob("*/checkpoint.pt"))
+
+
+def test_a_checkpoint_written_before_checksums_and_data_keys_still_resumes(tmp_path, tiny_config, killed_run):
+    run_dir = tmp_path / "run"
+    killed_run(tiny_config(trainer={"epochs": 3}), run_dir, epochs_done=1)
+    path = run_dir / checkpoint.CHECKPOINT_FILE
+    content = torch.load(path, weights_only=True)
+    for added_later in ("sha256", "data_key"):
+        del content[added_later]
+    torch.save(content, path)  # as agnews wrote it before: no checksum, no data key
+    results = json.loads((run_dir / "results.json").read_text())
+    del results["data"]
+    (run_dir / "results.json").write_text(json.dumps(results))
+
+    resumed = run_experiment(tiny_config(trainer={"epochs": 3}, resume=True), run_dir)
+    assert resumed["status"] == "completed" and resumed["resumed_after_epoch"] == 1

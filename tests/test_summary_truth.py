@@ -101,10 +101,15 @@ def test_two_sweeps_started_together_into_one_folder_lose_nothing(ag_news_dir, t
     sweep_dir = tmp_path / "sweep"
     command = [sys.executable, "-m", "agnews.run"]
     started = [
-        subprocess.Popen([*command, *sweep_args(ag_news_dir, sweep_dir, f"seed={seeds}")], cwd=repo,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*command, *sweep_args(ag_news_dir, sweep_dir, f"seed={seeds}")],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for seeds in ("0,1", "2,3")
-    ]  # fmt: skip
+    ]
     finished = [(process.wait(timeout=300), process.communicate()[1]) for process in started]
     codes = sorted(code for code, _ in finished)
     assert codes == [0, 2], finished

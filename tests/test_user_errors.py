@@ -49,8 +49,13 @@ def test_bad_settings_are_one_line(ag_news_dir, tmp_path, cli, overrides, code, 
 
 @pytest.mark.slow
 def test_a_sweep_with_a_bad_job_launches_nothing(ag_news_dir, tmp_path, cli):
-    done = cli("agnews.run", "--multirun", f"data.dir={ag_news_dir}", f"hydra.sweep.dir={tmp_path / 's'}",
-               "trainer.batch_size=16,0")  # fmt: skip
+    done = cli(
+        "agnews.run",
+        "--multirun",
+        f"data.dir={ag_news_dir}",
+        f"hydra.sweep.dir={tmp_path / 's'}",
+        "trainer.batch_size=16,0",
+    )
     one_clear_line(done, 2, "job 1 (trainer.batch_size=0): config error: trainer.batch_size must be positive")
     assert not (tmp_path / "s" / "0").exists()
 
@@ -65,8 +70,13 @@ def file_in_the_way(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_unwritable_cache_and_run_folders_are_named(ag_news_dir, tmp_path, cli):
     blocker = file_in_the_way(tmp_path)
-    cache = cli("agnews.run", f"data.dir={ag_news_dir}", f"data.cache_dir={blocker / 'cache'}",
-                f"hydra.run.dir={tmp_path / 'run'}", "trainer.epochs=1")  # fmt: skip
+    cache = cli(
+        "agnews.run",
+        f"data.dir={ag_news_dir}",
+        f"data.cache_dir={blocker / 'cache'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "trainer.epochs=1",
+    )
     one_clear_line(cache, 1, f"cannot write {blocker / 'cache'}", "data.cache_dir")
     run = cli("agnews.run", f"data.dir={ag_news_dir}", f"hydra.run.dir={blocker / 'run'}")
     one_clear_line(run, 2, f"cannot write to the run directory {blocker / 'run'}", "hydra.run.dir")
@@ -105,8 +115,9 @@ def test_a_full_disk_is_named_as_such(ag_news_dir, tmp_path, cli):
         recorded = json.loads((disk / "run" / "results.json").read_text())  # the last record written is whole
         assert recorded["status"] in ("running", "failed")
     with tiny_disk(tmp_path / "cache-disk", "16k") as disk:
-        cache = cli("agnews.run", f"data.dir={ag_news_dir}", f"data.cache_dir={disk}",
-                    f"hydra.run.dir={tmp_path / 'run2'}")  # fmt: skip
+        cache = cli(
+            "agnews.run", f"data.dir={ag_news_dir}", f"data.cache_dir={disk}", f"hydra.run.dir={tmp_path / 'run2'}"
+        )
         one_clear_line(cache, 1, f"cannot write {disk}", "no space left on the device")
         assert not [path for path in (disk / "prepared").iterdir() if not path.name.endswith(".lock")]
 

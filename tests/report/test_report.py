@@ -302,8 +302,14 @@ def test_no_glove_runs_skips_the_dimension_plot(tmp_path, caplog):
     assert "No completed GloVe run to compare." in (sweep / "report" / "report.md").read_text()
 
 
-def test_report_does_not_import_torch():
-    code = "import agnews.report, sys; assert 'torch' not in sys.modules, 'torch was imported'"
+def test_report_package_does_not_import_torch():
+    code = (
+        "import importlib, pkgutil, sys, agnews.report\n"
+        "names = [m.name for m in pkgutil.iter_modules(agnews.report.__path__, 'agnews.report.')]\n"
+        "assert 'agnews.report.__main__' in names and len(names) >= 6, names\n"
+        "[importlib.import_module(name) for name in names]\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
