@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from agnews.data import glove as embeddings
+from agnews.data import glove_sources
 from agnews.data.glove import EmbeddingMatrix, GloveError, WordVectors, build_embedding_matrix, load_glove
 
 WORDS = ["the", ",", "news", "stocks", "café", "<i>"]  # punctuation, non-ASCII, markup: all GloVe words
@@ -56,13 +57,13 @@ def no_kumo(monkeypatch: pytest.MonkeyPatch) -> None:
 def parse_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Labels of the GloVe texts parsed: empty when a load came from the cache."""
     calls: list[str] = []
-    real = embeddings._parse_lines
+    real = glove_sources.parse_lines
 
     def spy(lines, dim, label):
         calls.append(label)
         return real(lines, dim, label)
 
-    monkeypatch.setattr(embeddings, "_parse_lines", spy)
+    monkeypatch.setattr(glove_sources, "parse_lines", spy)
     return calls
 
 
@@ -176,7 +177,7 @@ def test_short_or_non_numeric_line_is_named(tmp_path, isolated_cache):
 
 
 def test_chunks_keep_order_and_line_numbers(tmp_path, isolated_cache, monkeypatch):
-    monkeypatch.setattr(embeddings, "_CHUNK_LINES", 4)  # 6 lines: two chunks
+    monkeypatch.setattr(glove_sources, "_CHUNK_LINES", 4)  # 6 lines: two chunks
     vectors = make_vectors(50)
     vectors[5, 7] = np.nan  # pandas refuses "nan" without NA parsing; the numpy fallback reads it
     path = tmp_path / "vectors.txt"
