@@ -141,7 +141,7 @@ def run_bench(config: AppConfig, batches: int | None, rounds: int, glove_rows: i
         ),
         PROJECT: (
             lambda: train_one_epoch(project, train, project_optimizer, config.trainer, clip, device, rng),
-            lambda: evaluate(project, test, batch_size, device, config.trainer.bucket_by_length),
+            lambda: evaluate(project, test, device),
         ),
     }
     times = time_rounds(blocks, rounds, device)

@@ -242,9 +242,7 @@ def _train_and_test(
         list(ag_news.CLASS_NAMES),
         data.vocab.digest,
     )
-    test_loss, test_acc = evaluate(
-        model, data.test, trainer.batch_size, device, trainer.bucket_by_length, trainer.precision
-    )
+    test_loss, test_acc = evaluate(model, data.test, device, trainer.precision)
     last = state.history[-1]
     log.info(
         "Test accuracy %.2f%% with the weights of epoch %d (val %.2f%%)",

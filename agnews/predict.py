@@ -4,9 +4,9 @@ Needs only the run directory's `model.pt` (config, class names, best-validation 
 included) and `vocab.txt`; neither the training data nor the GloVe files. From a notebook:
 `load_predictor(run_dir).predict(texts)` gives the class probabilities, one row per text.
 
-A text's prediction never depends on the other texts it is given with: `pooling=last` models read the
-LSTM output after a batch's padding, so they see each text alone (a batch of one has no padding);
-the other poolings ignore padding and run in length-sorted batches.
+A text's prediction never depends on the other texts it is given with: texts run in batches of equal
+length, so none is padded (the notebook's `pooling=last` reads the LSTM output after a batch's padding),
+exactly as a run's evaluation batches them: `--file test.csv` measures the run's own `test_acc`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agnews import checkpoint
-from agnews.config import AppConfig, Pooling
+from agnews.config import AppConfig
 from agnews.data.ag_news import read_split
-from agnews.data.batches import make_batch
+from agnews.data.batches import equal_length_batches, make_batch
 from agnews.data.text import Vocab, decode_utf8, encode, tokenize_all
 from agnews.devices import select_device
 from agnews.model import LSTMClassifier, build_model
@@ -38,8 +38,6 @@ from agnews.storage import AgnewsError, atomic_write_text
 from agnews.tables import text_table
 
 log = logging.getLogger(__name__)
-
-BATCH_SIZE = 256  # padding-invariant poolings only; big enough to keep the CPU busy, small in memory
 
 # What to do about a run directory without model.pt, by its results.json status.
 _NO_MODEL_HINTS = {
@@ -64,15 +62,8 @@ class Predictor:
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts; wrap a single text in a list")
         encoded = encode(tokenize_all(texts), np.zeros(len(texts), dtype=np.int64), self.vocab)
-        if self.model.pooling is Pooling.last:
-            batches = [np.array([index]) for index in range(len(texts))]
-        else:
-            order = np.argsort(encoded.lengths, kind="stable")  # similar lengths together: little padding
-            batches = np.split(order, range(BATCH_SIZE, len(order), BATCH_SIZE))
         probabilities = np.zeros((len(texts), len(self.class_names)), dtype=np.float32)
-        for indices in batches:
-            if len(indices) == 0:
-                continue
+        for indices in equal_length_batches(encoded.lengths):  # as evaluate() batches: no text is padded
             token_ids, lengths, _ = make_batch(encoded, indices)  # [B, T], [B]
             logits = self.model(token_ids.to(self.device), lengths).float()  # [B, C]
             probabilities[indices] = torch.softmax(logits, dim=1).cpu().numpy()

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agnews.config import LrDecay, OptimizerConfig, OptimizerName, Precision, TrainerConfig
-from agnews.data.batches import iterate_batches
+from agnews.data.batches import equal_length_batches, iterate_batches, make_batch
 from agnews.data.text import EncodedTexts
 from agnews.devices import autocast_dtype, to_device
 from agnews.storage import AgnewsError
@@ -177,20 +177,15 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: EncodedTexts,
-    batch_size: int,
-    device: torch.device,
-    bucket_by_length: bool,
-    precision: Precision = Precision.auto,
-) -> tuple[float, float]:
-    """(mean loss, accuracy) of `model` on `data`."""
+def evaluate(model: nn.Module, data: EncodedTexts, device: torch.device, precision: Precision = Precision.auto):
+    """(mean loss, accuracy) of `model` on `data`, in equal-length batches: no text is padded, so the result
+    does not depend on which texts share a batch (agnews.predict batches the same way)."""
     model.eval()
     dtype = autocast_dtype(precision, device)
     loss_sum = torch.zeros((), dtype=_sum_dtype(device), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    for token_ids, lengths, labels in iterate_batches(data, batch_size, None, bucket_by_length):
+    for indices in equal_length_batches(data.lengths):
+        token_ids, lengths, labels = make_batch(data, indices)
         token_ids, labels = to_device(token_ids, device), to_device(labels, device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(token_ids, lengths).float()
@@ -293,9 +288,7 @@ def fit(
             state.scaler,
         )
         epoch_time = time.perf_counter() - started
-        val_loss, val_acc = evaluate(
-            model, val_data, trainer.batch_size, device, trainer.bucket_by_length, trainer.precision
-        )
+        val_loss, val_acc = evaluate(model, val_data, device, trainer.precision)
         state.history.append(
             {
                 "epoch": epoch,

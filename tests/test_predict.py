@@ -89,9 +89,17 @@ def test_reloaded_model_predicts_what_the_trained_model_did(runs, data_dir, pool
     expected = alone_probabilities(model, Vocab.load(run_dir / "vocab.txt"), test.texts)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     assert (probabilities.argmax(axis=1) == expected.argmax(axis=1)).all()
-    if pooling is Pooling.max:  # padding-invariant: evaluate()'s padded batches saw the same (up to a near tie)
-        accuracy = (probabilities.argmax(axis=1) == test.labels).mean()
-        assert accuracy == pytest.approx(results["metrics"]["test_acc"], abs=1.01 / len(test))
+    # Evaluation and prediction batch texts the same way: the run's test accuracy, to the last digit.
+    correct = int((probabilities.argmax(axis=1) == test.labels).sum())
+    assert correct / len(test) == results["metrics"]["test_acc"]
+
+
+@pytest.mark.parametrize("pooling", [Pooling.last, Pooling.max])
+def test_predict_on_the_test_file_reports_the_runs_own_test_accuracy(runs, data_dir, pooling, caplog):
+    run_dir, results, _ = runs[pooling]
+    with caplog.at_level("INFO"):
+        assert main([str(run_dir), "--file", str(data_dir / "test.csv"), "--out", str(run_dir / "p.csv")]) == 0
+    assert f"Accuracy {100 * results['metrics']['test_acc']:.2f}% (" in caplog.text
 
 
 def test_probabilities_are_distributions(last_run):

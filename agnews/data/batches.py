@@ -1,5 +1,5 @@
-"""Batches from encoded splits: a stratified validation hold-out, length-bucketed shuffling, and padding
-done with array indexing rather than per-text Python work."""
+"""Batches from encoded splits: a stratified validation hold-out, length-bucketed shuffling for training,
+equal-length batches for evaluation, and padding done with array indexing rather than per-text Python work."""
 
 from __future__ import annotations
 
@@ -42,6 +42,20 @@ def batch_indices(
     if rng is not None and bucket_by_length:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+EVAL_BATCH_SIZE = 256  # evaluation and prediction; no gradients are kept, so larger batches cost little memory
+
+
+def equal_length_batches(lengths: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> list[np.ndarray]:
+    """Index arrays in which every text has the same length, so no text is padded and each text's output
+    is what it would be alone, whatever the pooling (the notebook's `last` reads past padding). Evaluation
+    and prediction share these batches: a run's test accuracy is what predict measures on the same file."""
+    if len(lengths) == 0:
+        return []
+    order = np.argsort(lengths, kind="stable")
+    runs = np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1)  # one run per distinct length
+    return [chunk for run in runs for chunk in np.split(run, range(batch_size, len(run), batch_size))]
 
 
 def make_batch(data: EncodedTexts, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,6 +1,6 @@
 import numpy as np
 
-from agnews.data.batches import batch_indices, make_batch, stratified_split
+from agnews.data.batches import batch_indices, equal_length_batches, make_batch, stratified_split
 from agnews.data.text import PAD_INDEX, EncodedTexts
 
 
@@ -56,3 +56,11 @@ def test_make_batch_right_pads_with_pad_index():
     assert token_ids.tolist() == [[8, PAD_INDEX, PAD_INDEX], [5, 6, 7], [9, 10, PAD_INDEX]]
     assert lengths.tolist() == [1, 3, 2]
     assert labels.tolist() == [1, 0, 2]
+
+
+def test_evaluation_batches_hold_texts_of_one_length_each():
+    lengths = np.array([3, 1, 3, 2, 3, 1, 3])
+    batches = [b.tolist() for b in equal_length_batches(lengths, batch_size=2)]
+    assert batches == [[1, 5], [3], [0, 2], [4, 6]]  # by length, then in input order; none padded
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert equal_length_batches(np.array([], dtype=np.int64)) == []
