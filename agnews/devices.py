@@ -1,5 +1,5 @@
 """Where tensors live and in what precision: picking the device a config names (and refusing one this
-machine lacks), autocast dtypes, the precisions a device can train the LSTM in, and host-to-device copies."""
+machine lacks), autocast dtypes, and the precisions a device can train the LSTM in."""
 
 from __future__ import annotations
 
@@ -62,10 +62,3 @@ def check_precision(precision: Precision, device: torch.device) -> None:
             f"trainer.precision=bf16: this {device} cannot run the LSTM in bfloat16 "
             f"({str(error).splitlines()[0]}); use trainer.precision=fp32"
         ) from None
-
-
-def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # Pinned host memory lets the copy overlap with the GPU still working on the previous batch.
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)

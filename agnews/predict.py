@@ -29,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 from agnews import checkpoint
 from agnews.config import AppConfig
 from agnews.data.ag_news import read_split
-from agnews.data.batches import equal_length_batches, make_batch
+from agnews.data.batches import Batches, equal_length_batches
 from agnews.data.text import Vocab, decode_utf8, encode, tokenize_all
 from agnews.devices import select_device
 from agnews.model import LSTMClassifier, build_model
@@ -63,8 +63,8 @@ class Predictor:
             raise TypeError("predict takes a list of texts; wrap a single text in a list")
         encoded = encode(tokenize_all(texts), np.zeros(len(texts), dtype=np.int64), self.vocab)
         probabilities = np.zeros((len(texts), len(self.class_names)), dtype=np.float32)
-        for indices in equal_length_batches(encoded.lengths):  # as evaluate() batches: no text is padded
-            token_ids, lengths, _ = make_batch(encoded, indices)  # [B, T], [B]
+        batches = equal_length_batches(encoded.lengths)  # as evaluate() batches them: no text is padded
+        for indices, (token_ids, lengths, _) in zip(batches, Batches(encoded, batches), strict=True):
             logits = self.model(token_ids.to(self.device), lengths).float()  # [B, C]
             probabilities[indices] = torch.softmax(logits, dim=1).cpu().numpy()
         return probabilities

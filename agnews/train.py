@@ -21,9 +21,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agnews.config import LrDecay, OptimizerConfig, OptimizerName, Precision, TrainerConfig
-from agnews.data.batches import equal_length_batches, iterate_batches, make_batch
+from agnews.data.batches import Batches, batch_indices, equal_length_batches
 from agnews.data.text import EncodedTexts
-from agnews.devices import autocast_dtype, to_device
+from agnews.devices import autocast_dtype
 from agnews.storage import AgnewsError
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,13 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Op
     if config.name is OptimizerName.adam:
         return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def prepared_batches(data: EncodedTexts, batches: list[np.ndarray], device: torch.device) -> Batches:
+    """A pass's batches built ahead; pinned once for the pass when they go to a GPU, so each step's copy is
+    asynchronous and nothing is pinned per batch."""
+    prepared = Batches(data, batches)
+    return prepared.pin_memory() if device.type == "cuda" else prepared
 
 
 def _sum_dtype(device: torch.device) -> torch.dtype:
@@ -140,14 +147,15 @@ def train_one_epoch(
     loss_sum = torch.zeros((), dtype=_sum_dtype(device), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
-    num_batches = math.ceil(len(data) / trainer.batch_size)
-    batches = iterate_batches(data, trainer.batch_size, rng, trainer.bucket_by_length)
+    batches = prepared_batches(
+        data, batch_indices(data.lengths, trainer.batch_size, rng, trainer.bucket_by_length), device
+    )
     # disable=None: tqdm shows the bar on a terminal only, so Slurm logs and joblib workers stay clean.
     show = None if trainer.progress_bar else True
-    progress = tqdm(batches, total=num_batches, desc=description, leave=False, disable=show)
+    progress = tqdm(batches, total=len(batches), desc=description, leave=False, disable=show)
     step = 0
     for step, (token_ids, lengths, labels) in enumerate(progress, start=1):
-        token_ids, labels = to_device(token_ids, device), to_device(labels, device)
+        token_ids, labels = token_ids.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(token_ids, lengths)  # [B, C]
@@ -168,7 +176,7 @@ def train_one_epoch(
                 "%s | batch %d/%d | loss %.4f | acc %.2f%%",
                 description,
                 step,
-                num_batches,
+                len(batches),
                 loss_sum.item() / seen,
                 100 * correct.item() / seen,
             )
@@ -184,9 +192,8 @@ def evaluate(model: nn.Module, data: EncodedTexts, device: torch.device, precisi
     dtype = autocast_dtype(precision, device)
     loss_sum = torch.zeros((), dtype=_sum_dtype(device), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    for indices in equal_length_batches(data.lengths):
-        token_ids, lengths, labels = make_batch(data, indices)
-        token_ids, labels = to_device(token_ids, device), to_device(labels, device)
+    for token_ids, lengths, labels in prepared_batches(data, equal_length_batches(data.lengths), device):
+        token_ids, labels = token_ids.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(token_ids, lengths).float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").to(loss_sum.dtype)

@@ -1,5 +1,6 @@
 """Batches from encoded splits: a stratified validation hold-out, length-bucketed shuffling for training,
-equal-length batches for evaluation, and padding done with array indexing rather than per-text Python work."""
+equal-length batches for evaluation, and all of a pass's batches padded ahead with array indexing rather
+than per-text Python work."""
 
 from __future__ import annotations
 
@@ -58,19 +59,45 @@ def equal_length_batches(lengths: np.ndarray, batch_size: int = EVAL_BATCH_SIZE)
     return [chunk for run in runs for chunk in np.split(run, range(batch_size, len(run), batch_size))]
 
 
-def make_batch(data: EncodedTexts, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(token_ids [B, T] right-padded with <pad>, lengths [B], labels [B]) as CPU int64 tensors."""
-    lengths = data.lengths[indices]
-    longest = int(lengths.max())
-    positions = np.arange(longest)
-    valid = positions[None, :] < lengths[:, None]  # [B, T]
-    padded = np.full((len(indices), longest), PAD_INDEX, dtype=np.int64)
-    padded[valid] = data.token_ids[(data.offsets[indices][:, None] + positions[None, :])[valid]]
-    return torch.from_numpy(padded), torch.from_numpy(lengths), torch.from_numpy(data.labels[indices])
+class Batches:
+    """Every batch of a pass over a split, built ahead in three flat tensors, so a training step only takes
+    views: no per-step numpy work, and on CUDA one pinned copy per pass instead of one per batch.
 
+    Batch k is `token_ids[start:start + B*T].view(B, T)` (right-padded with <pad>), with `lengths` and
+    `labels` rows `row:row + B`.
+    """
 
-def iterate_batches(
-    data: EncodedTexts, batch_size: int, rng: np.random.Generator | None = None, bucket_by_length: bool = True
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    for indices in batch_indices(data.lengths, batch_size, rng, bucket_by_length):
-        yield make_batch(data, indices)
+    def __init__(self, data: EncodedTexts, batches: list[np.ndarray]):
+        sizes = np.array([len(indices) for indices in batches], dtype=np.int64)  # [K]
+        order = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)  # [N] texts in batch order
+        lengths = data.lengths[order]  # [N]
+        batch_of = np.repeat(np.arange(len(batches)), sizes)  # [N]
+        longest = np.zeros(len(batches), dtype=np.int64)
+        np.maximum.at(longest, batch_of, lengths)  # [K] each batch's T
+        cells = sizes * longest  # [K] padded cells per batch
+        starts = np.cumsum(cells) - cells  # [K] where each batch's cells begin
+        rows = np.cumsum(sizes) - sizes  # [K] where each batch's rows begin
+        # Text i of the pass starts at cell starts[b] + (i - rows[b]) * longest[b] of the flat array.
+        text_start = starts[batch_of] + (np.arange(len(order)) - rows[batch_of]) * longest[batch_of]  # [N]
+        flat = np.full(int(cells.sum()), PAD_INDEX, dtype=np.int64)
+        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # token j of its text
+        flat[np.repeat(text_start, lengths) + within] = data.token_ids[np.repeat(data.offsets[order], lengths) + within]
+        self.token_ids = torch.from_numpy(flat)
+        self.lengths = torch.from_numpy(lengths)
+        self.labels = torch.from_numpy(data.labels[order])
+        self._layout = list(zip(starts.tolist(), rows.tolist(), sizes.tolist(), longest.tolist(), strict=True))
+
+    def __len__(self) -> int:
+        return len(self._layout)
+
+    def pin_memory(self) -> Batches:
+        """Page-locked copies (for asynchronous host-to-GPU copies), made once for the whole pass."""
+        for name in ("token_ids", "lengths", "labels"):
+            setattr(self, name, getattr(self, name).pin_memory())
+        return self
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(token_ids [B, T], lengths [B], labels [B]) per batch, views into the flat tensors."""
+        for start, row, size, longest in self._layout:
+            token_ids = self.token_ids[start : start + size * longest].view(size, longest)
+            yield token_ids, self.lengths[row : row + size], self.labels[row : row + size]

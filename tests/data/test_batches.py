@@ -1,6 +1,6 @@
 import numpy as np
 
-from agnews.data.batches import batch_indices, equal_length_batches, make_batch, stratified_split
+from agnews.data.batches import Batches, batch_indices, equal_length_batches, stratified_split
 from agnews.data.text import PAD_INDEX, EncodedTexts
 
 
@@ -50,12 +50,27 @@ def test_evaluation_order_is_fixed():
     assert [b.tolist() for b in batch_indices(lengths, 2, None, bucket_by_length=True)] == [[1, 3], [2, 0]]
 
 
-def test_make_batch_right_pads_with_pad_index():
-    data = encoded_from([[5, 6, 7], [8], [9, 10]])
-    token_ids, lengths, labels = make_batch(data, np.array([1, 0, 2]))
+def test_batches_right_pad_with_pad_index():
+    data = encoded_from([[5, 6, 7], [8], [9, 10], [11]])
+    (token_ids, lengths, labels), (single_ids, _, single_label) = Batches(data, [np.array([1, 0, 2]), np.array([3])])
     assert token_ids.tolist() == [[8, PAD_INDEX, PAD_INDEX], [5, 6, 7], [9, 10, PAD_INDEX]]
     assert lengths.tolist() == [1, 3, 2]
     assert labels.tolist() == [1, 0, 2]
+    assert single_ids.tolist() == [[11]] and single_label.tolist() == [3]
+
+
+def test_batches_built_ahead_equal_batches_built_one_by_one():
+    rng = np.random.default_rng(0)
+    texts = [rng.integers(2, 50, size=rng.integers(1, 40)).tolist() for _ in range(300)]
+    data = encoded_from(texts)
+    order = batch_indices(data.lengths, 16, np.random.default_rng(1), bucket_by_length=True)
+    built = list(Batches(data, order))
+    assert len(built) == len(order)
+    for indices, (token_ids, lengths, labels) in zip(order, built, strict=True):
+        longest = max(len(texts[i]) for i in indices)
+        assert token_ids.tolist() == [texts[i] + [PAD_INDEX] * (longest - len(texts[i])) for i in indices]
+        assert lengths.tolist() == [len(texts[i]) for i in indices]
+        assert labels.tolist() == data.labels[indices].tolist()
 
 
 def test_evaluation_batches_hold_texts_of_one_length_each():
