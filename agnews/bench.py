@@ -14,6 +14,7 @@ up in Python (torchtext's `get_vecs_by_tokens`) and feeds [B, T, E] to an LSTM w
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import functools
 import json
@@ -31,9 +32,10 @@ from torch.utils.data import DataLoader
 
 from agnews.config import AppConfig, EmbeddingKind, Pooling, register_configs, to_app_config
 from agnews.data.ag_news import CLASS_NAMES
+from agnews.data.batches import batch_indices, equal_length_batches
 from agnews.data.glove import load_glove
 from agnews.data.prepare import prepare_data
-from agnews.devices import select_device
+from agnews.devices import autocast_dtype, select_device
 from agnews.experiment import prepare_embedding
 from agnews.model import build_model
 from agnews.reference import (
@@ -47,13 +49,22 @@ from agnews.reference import (
 )
 from agnews.storage import AgnewsError, resolve_cache_dir
 from agnews.tables import text_table
-from agnews.train import build_optimizer, can_use_sparse_embedding, evaluate, train_one_epoch
+from agnews.train import (
+    build_optimizer,
+    can_use_sparse_embedding,
+    clip_gradients,
+    evaluate,
+    make_grad_scaler,
+    prepared_batches,
+    train_one_epoch,
+)
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 REFERENCE = "reference (notebook re-creation)"
 PROJECT = "project"
+LIMIT = "limit (bare loop over batches built before timing)"
 
 
 def compose_config(overrides: list[str]) -> AppConfig:
@@ -118,6 +129,12 @@ def run_bench(config: AppConfig, batches: int | None, rounds: int, glove_rows: i
     sparse = can_use_sparse_embedding(config.optimizer)
     project = build_model(config.model, embedding, len(data.vocab), len(CLASS_NAMES), pretrained, sparse).to(device)
     project_optimizer = build_optimizer(project, config.optimizer)
+    bare = copy.deepcopy(project)
+    bare_optimizer = build_optimizer(bare, config.optimizer)
+    bare_train_batches = prepared_batches(
+        train, batch_indices(train.lengths, config.trainer.batch_size, np.random.default_rng(config.seed), True), device
+    )
+    bare_test_batches = prepared_batches(test, equal_length_batches(test.lengths), device)
     reference = NotebookLSTM(len(data.vocab) if glove is None else None, num_classes=len(CLASS_NAMES), **sizes)
     reference = reference.to(device)
     reference_optimizer = torch.optim.SGD(reference.parameters(), lr=config.optimizer.lr)
@@ -143,6 +160,10 @@ def run_bench(config: AppConfig, batches: int | None, rounds: int, glove_rows: i
             lambda: train_one_epoch(project, train, project_optimizer, config.trainer, clip, device, rng),
             lambda: evaluate(project, test, device),
         ),
+        LIMIT: (
+            lambda: bare_train(bare, bare_optimizer, bare_train_batches, config.trainer, clip, device),
+            lambda: bare_evaluate(bare, bare_test_batches, config.trainer, device),
+        ),
     }
     times = time_rounds(blocks, rounds, device)
 
@@ -158,7 +179,11 @@ def run_bench(config: AppConfig, batches: int | None, rounds: int, glove_rows: i
         what: pipelines[PROJECT][f"{what}_samples_per_s"] / pipelines[REFERENCE][f"{what}_samples_per_s"]
         for what in ("train", "eval")
     }
-    # ru_maxrss: KiB on Linux, bytes on macOS. Process-wide: both pipelines, the data and the GloVe table.
+    of_limit = {
+        what: pipelines[PROJECT][f"{what}_samples_per_s"] / pipelines[LIMIT][f"{what}_samples_per_s"]
+        for what in ("train", "eval")
+    }
+    # ru_maxrss: KiB on Linux, bytes on macOS. Process-wide: every pipeline, the data and the GloVe table.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
     model, optimizer = config.model, config.optimizer
     return {
@@ -181,19 +206,48 @@ def run_bench(config: AppConfig, batches: int | None, rounds: int, glove_rows: i
         "rounds": rounds,
         "pipelines": pipelines,
         "ratio": ratio,
+        "project_of_limit": of_limit,
         "process_peak_rss_mib": rss,
     }
 
 
+def bare_train(model, optimizer, batches, trainer, grad_clip: float | None, device: torch.device) -> None:
+    """The limit: the project's training step (same model, optimizer, precision, clipping) with nothing around
+    it, over batches built before timing started: no batching, no bookkeeping, no progress bar."""
+    model.train()
+    dtype = autocast_dtype(trainer.precision, device)
+    scaler = make_grad_scaler(trainer, device)
+    for token_ids, lengths, labels in batches:
+        token_ids, labels = token_ids.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(token_ids, lengths)
+        scaler.scale(torch.nn.functional.cross_entropy(logits.float(), labels)).backward()
+        if grad_clip is not None:
+            scaler.unscale_(optimizer)
+            clip_gradients(model, grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+
+
+@torch.no_grad()
+def bare_evaluate(model, batches, trainer, device: torch.device) -> None:
+    model.eval()
+    dtype = autocast_dtype(trainer.precision, device)
+    for token_ids, lengths, _ in batches:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            model(token_ids.to(device, non_blocking=True), lengths)
+
+
 def time_rounds(blocks: dict, rounds: int, device: torch.device) -> dict[str, dict]:
-    """Run reference, project, reference, project, ...: bursts of machine noise then hit both pipelines."""
+    """Run each pipeline in turn, round after round: bursts of machine noise then hit all of them."""
     cuda = device.type == "cuda"
     times = {name: {"train_s": [], "eval_s": [], "peak_memory_mib": None, "resident_mib": None} for name in blocks}
     for round_number in range(1, rounds + 1):
         for name, (train_block, eval_block) in blocks.items():
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)  # so each pipeline's peak is its own
-                # Both models stay on the device throughout; say how much of the peak they already hold.
+                # Every model stays on the device throughout; say how much of the peak they already hold.
                 times[name]["resident_mib"] = torch.cuda.memory_allocated(device) / 2**20
             times[name]["train_s"].append(timed(train_block, device))
             times[name]["eval_s"].append(timed(eval_block, device))
@@ -225,9 +279,11 @@ def format_table(r: dict) -> str:
     cuda = r["device"].startswith("cuda")
     rows = [("pipeline", "train samples/s", "eval samples/s", "peak memory" if cuda else "")]
     for name, p in r["pipelines"].items():
-        memory = f"{p['peak_memory_mib']:,.0f} MiB ({p['resident_mib']:,.0f} resident: both models)" if cuda else ""
+        memory = f"{p['peak_memory_mib']:,.0f} MiB ({p['resident_mib']:,.0f} resident: all models)" if cuda else ""
         rows.append((name, f"{p['train_samples_per_s']:,.0f}", f"{p['eval_samples_per_s']:,.0f}", memory))
     rows.append(("ratio project/reference", f"{r['ratio']['train']:.2f}x", f"{r['ratio']['eval']:.2f}x", ""))
+    of_limit = r["project_of_limit"]
+    rows.append(("project / limit", f"{100 * of_limit['train']:.1f} %", f"{100 * of_limit['eval']:.1f} %", ""))
     synthetic = f", synthetic {r['synthetic_glove_rows']:,}-row GloVe" if r["synthetic_glove_rows"] else ""
     memory = "peak memory: torch.cuda.max_memory_allocated per pipeline, reset between; " if cuda else ""
     return "\n".join(
@@ -239,7 +295,7 @@ def format_table(r: dict) -> str:
             "",
             text_table(rows),
             "",
-            f"{memory}peak RSS (process-wide, both pipelines and all data): {r['process_peak_rss_mib']:,.0f} MiB",
+            f"{memory}peak RSS (process-wide: every pipeline and all data): {r['process_peak_rss_mib']:,.0f} MiB",
         ]
     )
 

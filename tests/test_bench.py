@@ -4,13 +4,15 @@ speed is what the bench itself measures."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 
-from agnews.bench import NotebookGloVe, format_table, main, notebook_collate
+from agnews.bench import format_table, main
 from agnews.data.glove import WordVectors
 from agnews.data.text import Vocab
+from agnews.reference import NotebookGloVe, notebook_collate
 
 # Tiny runs: one round, two batches of 16; the synthetic GloVe file stays at a few hundred rows.
 FAST = ["--rounds", "1", "--batches", "2", "trainer.batch_size=16", "trainer.device=cpu"]
@@ -37,14 +39,17 @@ def test_bench_prints_a_table_with_a_ratio(ag_news_dir, capsys, overrides, optio
     assert "x" in table.split("ratio project/reference")[1].split("\n")[0]
 
 
-def test_bench_json_has_both_pipelines(ag_news_dir, capsys):
+def test_bench_json_has_every_pipeline_and_the_limit(ag_news_dir, capsys):
     argv = [f"data.dir={ag_news_dir}", "embedding=glove100", "--json", "--synthetic-glove", "--glove-rows", "50"]
     assert main([*argv, *FAST]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result["pipelines"]) == {"reference (notebook re-creation)", "project"}
+    limit = "limit (bare loop over batches built before timing)"
+    assert set(result["pipelines"]) == {"reference (notebook re-creation)", "project", limit}
     for pipeline in result["pipelines"].values():
         assert pipeline["train_samples_per_s"] > 0 and pipeline["eval_samples_per_s"] > 0
     assert result["ratio"]["train"] > 0 and result["ratio"]["eval"] > 0
+    project, bare = result["pipelines"]["project"], result["pipelines"][limit]
+    assert result["project_of_limit"]["train"] == project["train_samples_per_s"] / bare["train_samples_per_s"]
     assert (result["train_texts"], result["embedding_dim"], result["device"]) == (32, 100, "cpu")
 
 
@@ -103,10 +108,12 @@ def test_table_shows_per_pipeline_cuda_memory():
         "train_texts": 6400,
         "eval_texts": 6400,
         "rounds": 5,
-        "pipelines": {"reference (notebook re-creation)": pipeline, "project": pipeline},
+        "pipelines": {"reference (notebook re-creation)": pipeline, "project": pipeline, "limit (bare)": pipeline},
         "ratio": {"train": 1.0, "eval": 1.0},
+        "project_of_limit": {"train": 0.97, "eval": 1.0},
         "process_peak_rss_mib": 2000.0,
     }
     table = format_table(result)
-    assert "812 MiB (60 resident: both models)" in table
+    assert "812 MiB (60 resident: all models)" in table
     assert "max_memory_allocated per pipeline" in table and "1.00x" in table
+    assert re.search(r"project / limit +97\.0 %", table)
