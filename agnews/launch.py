@@ -138,6 +138,8 @@ def _conflict(run_dir: Path, app: AppConfig) -> str | None:
     try:
         previous = read_run_results(run_dir)
     except AgnewsError as error:
+        if app.resume:  # the job itself fails without touching it, and summary.csv lists it as unreadable
+            return None
         return f"holds a run whose {RESULTS_FILE} is unreadable ({error})"
     if previous is None:
         if (run_dir / CHECKPOINT_FILE).exists() and not app.resume:

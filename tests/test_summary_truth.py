@@ -381,3 +381,27 @@ def test_ctrl_c_records_an_interrupted_run_that_resumes(make_ag_news, tmp_path, 
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"Run folder: {run_dir}" in resumed.stdout
     assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_resuming_a_sweep_with_a_corrupt_results_json_lists_it_unreadable_and_fails(ag_news_dir, tmp_path, cli):
+    sweep_dir = tmp_path / "sweep"
+    assert cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "seed=0,1")).returncode == 0
+    corrupt = '{"format": "agnews-results/1", "status": '
+    (sweep_dir / "1" / "results.json").write_text(corrupt)
+    resumed = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "seed=0,1", "resume=true"))
+    assert resumed.returncode == 1 and "Traceback" not in resumed.stdout + resumed.stderr
+    rows = read_summary(sweep_dir)
+    assert [(row["job"], row["status"]) for row in rows] == [("0", "completed"), ("1", "unreadable")]
+    assert (sweep_dir / "1" / "results.json").read_text() == corrupt  # left for the user to look at
+
+
+def test_settings_swept_on_purpose_are_columns_even_if_they_do_not_change_results(tmp_path, tiny_config):
+    sweep_dir = tmp_path / "sweep"
+    for job, threads in enumerate((1, 2)):
+        config = tiny_config(trainer={"epochs": 1, "num_threads": threads})
+        run_experiment(config, sweep_dir / str(job), [f"trainer.num_threads={threads}"])
+    write_summary(sweep_dir, declared=["trainer.num_threads"])
+    assert [row["trainer.num_threads"] for row in read_summary(sweep_dir)] == ["1", "2"]
+    write_summary(sweep_dir)  # not declared (a rebuild): a setting that does not change results is no column
+    assert "trainer.num_threads" not in read_summary(sweep_dir)[0]

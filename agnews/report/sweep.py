@@ -69,15 +69,14 @@ def find_latest_sweep(root: Path) -> Path:
 
 def swept_keys(jobs: Iterable[JobRecord], declared: Iterable[str] = ()) -> list[str]:
     """The settings a set of jobs varies: any config group or overridden key whose label differs between
-    the jobs that know it, plus `declared` (keys a launch swept), never settings that do not change results.
-    Groups first, then the other keys in alphabetical order."""
-    jobs = list(jobs)
-    candidates = set(GROUP_KEYS) | {key for job in jobs for key in job.overrides} | set(declared)
+    the jobs that know it, except settings that do not change results; plus `declared`, the keys a launch
+    swept on purpose (even trainer.num_threads). Groups first, then the other keys in alphabetical order."""
+    jobs, declared = list(jobs), set(declared)
+    candidates = set(GROUP_KEYS) | {key for job in jobs for key in job.overrides} | declared
     keys = [
         key
         for key in candidates
-        if key not in NOT_PART_OF_THE_RUN
-        and not key.startswith("hydra.")
-        and (key in declared or len({job.label(key) for job in jobs} - {None}) > 1)
+        if not key.startswith("hydra.")
+        and (key in declared or (key not in NOT_PART_OF_THE_RUN and len({job.label(key) for job in jobs} - {None}) > 1))
     ]
     return sorted(keys, key=lambda key: (GROUP_KEYS.index(key) if key in GROUP_KEYS else len(GROUP_KEYS), key))
