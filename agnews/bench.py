@@ -4,6 +4,7 @@ Both train on the same texts with the same model sizes, batch size and learning 
 
     python -m agnews.bench data.dir=/path/to/ag_news embedding=glove50 [--json] [--batches N] [--rounds R]
     python -m agnews.bench embedding=glove300 --synthetic-glove   # a made-up 400k-row GloVe file, no download
+    python -m agnews.bench --gpu-check data.dir=/path/to/ag_news  # on a CUDA machine: see agnews.gpu_check
 
 The project side calls the real `prepare_data`, `LSTMClassifier`, `train_one_epoch` and `evaluate`, so it
 measures whatever they do today. The reference side re-creates the notebook: a DataLoader whose collate_fn
@@ -30,10 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from agnews.config import AppConfig, EmbeddingKind, Pooling, register_configs, to_app_config
+from agnews.config import AppConfig, EmbeddingKind, Pooling, compose_config
 from agnews.data.ag_news import CLASS_NAMES
 from agnews.data.batches import batch_indices, equal_length_batches
 from agnews.data.glove import load_glove
+from agnews.data.glove_sources import write_synthetic_glove
 from agnews.data.prepare import prepare_data
 from agnews.devices import autocast_dtype, select_device
 from agnews.experiment import prepare_embedding
@@ -61,38 +63,9 @@ from agnews.train import (
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 REFERENCE = "reference (notebook re-creation)"
 PROJECT = "project"
 LIMIT = "limit (bare loop over batches built before timing)"
-
-
-def compose_config(overrides: list[str]) -> AppConfig:
-    from hydra import compose, initialize_config_dir
-
-    register_configs()
-    # No progress bars by default: they would interleave with the log; an override can turn them back on.
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_app_config(compose("config", overrides=["trainer.progress_bar=false", *overrides]))
-
-
-def write_synthetic_glove(words: list[str], dim: int, rows: int, folder: Path, seed: int = 0) -> Path:
-    """A GloVe-format text file of `words` plus made-up words up to `rows` lines, with random vectors."""
-    # Upper case: basic_english lowercases, so made-up words never shadow a vocab word.
-    words = words + [f"SYN{i}" for i in range(max(0, rows - len(words)))]
-    # Formatting 120M floats one by one takes minutes; picking from 2,001 pre-formatted values takes seconds.
-    table = [f"{value / 1000:.3f}" for value in range(-1000, 1001)]
-    rng = np.random.default_rng(seed)
-    path = folder / f"synthetic.{dim}d.txt"
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        for start in range(0, len(words), 8192):
-            chunk = words[start : start + 8192]
-            picks = rng.integers(0, len(table), size=(len(chunk), dim)).tolist()  # [chunk, dim]
-            handle.write(
-                "".join(f"{w} {' '.join(table[i] for i in row)}\n" for w, row in zip(chunk, picks, strict=True))
-            )
-    log.info("Wrote a synthetic GloVe file: %d words x %d d at %s", len(words), dim, path)
-    return path
 
 
 def run_bench(config: AppConfig, batches: int | None, rounds: int, glove_rows: int | None) -> dict:
@@ -308,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved blocks per pipeline")
     parser.add_argument("--synthetic-glove", action="store_true", help="random GloVe file of the config's dim")
     parser.add_argument("--glove-rows", type=int, default=400_000, help="rows of the synthetic GloVe file")
+    parser.add_argument("--gpu-check", action="store_true", help="measure what a CUDA machine does (a few minutes)")
     args = parser.parse_intermixed_args(argv)
     if args.batches < 0 or args.rounds < 1 or args.glove_rows < 1:
         parser.error("--batches must be >= 0, --rounds and --glove-rows >= 1")
@@ -321,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     except (HydraException, OmegaConfBaseException, AgnewsError) as error:
         print(f"Error in the overrides: {error}", file=sys.stderr)
         return 2
+    if args.gpu_check:
+        return _gpu_check(args)
     if args.synthetic_glove and config.embedding.kind is not EmbeddingKind.glove:
         parser.error("--synthetic-glove needs a GloVe embedding, e.g. embedding=glove300")
     try:
@@ -329,6 +305,25 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return 1
     print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def _gpu_check(args: argparse.Namespace) -> int:
+    from agnews.gpu_check import format_report, gpu_check
+
+    try:
+        result = gpu_check(args.overrides, args.glove_rows)
+    except AgnewsError as error:
+        log.error("%s", error)
+        return 1
+    if result is None:
+        built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        print(
+            f"No CUDA device here (torch {torch.__version__}, {built}): the GPU check measures nothing on this "
+            "machine. trainer.device=cpu runs the same measurements on the CPU as a dry run."
+        )
+        return 0
+    print(json.dumps(result) if args.json else format_report(result))
     return 0
 
 

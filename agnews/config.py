@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from pathlib import Path
 from typing import Any
 
 from agnews.storage import AgnewsError
@@ -200,6 +201,19 @@ NOT_PART_OF_THE_RUN = frozenset(
         "data.cache_dir",
     }
 )
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(overrides: list[str]) -> AppConfig:
+    """The typed config of conf/ with `overrides`, as `python -m agnews.run` would compose it, for commands
+    that are not Hydra apps (bench). No progress bars unless an override turns them back on."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_app_config(compose("config", overrides=["trainer.progress_bar=false", *overrides]))
 
 
 def register_configs() -> None:

@@ -117,3 +117,27 @@ def test_table_shows_per_pipeline_cuda_memory():
     assert "812 MiB (60 resident: all models)" in table
     assert "max_memory_allocated per pipeline" in table and "1.00x" in table
     assert re.search(r"project / limit +97\.0 %", table)
+
+
+def test_gpu_check_says_there_is_no_gpu_and_exits_0(ag_news_dir, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["--gpu-check", f"data.dir={ag_news_dir}"]) == 0
+    assert "No CUDA device here" in capsys.readouterr().out
+
+
+def test_gpu_check_measures_real_runs_when_told_to_use_the_cpu(ag_news_dir, capsys):
+    argv = ["--gpu-check", "--json", "--glove-rows", "300", f"data.dir={ag_news_dir}", "trainer.device=cpu"]
+    assert main([*argv, "trainer.batch_size=16", "data.val_fraction=0.25"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [row["what"] for row in result["rows"]] == [
+        "notebook model (small, learned)",
+        "recipe bilstm_glove50, fp16",
+        "recipe bilstm_glove50, fp32",
+        "notebook model, glove300 synthetic",
+    ]
+    statuses = {row["what"]: row["status"] for row in result["rows"]}
+    assert statuses["recipe bilstm_glove50, fp16"] == "failed"  # float16 needs CUDA: refused, not faked
+    for row in result["rows"]:
+        if row["status"] == "completed":
+            assert row["epochs"] >= 1 and row["samples_per_s"] > 0 and 0 <= row["test_acc"] <= 1
