@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from agnews.config import ConfigError, register_configs, to_app_config
 from agnews.experiment import run_experiment
+from agnews.launch import launch_job
 from agnews.results import RunStatus
 from agnews.storage import AgnewsError
 
@@ -30,7 +31,8 @@ def main(cfg: DictConfig) -> float:
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_config.runtime.output_dir)
     try:
-        results = run_experiment(to_app_config(cfg), run_dir, list(hydra_config.overrides.task))
+        overrides = list(hydra_config.overrides.task)
+        results = run_experiment(to_app_config(cfg), run_dir, overrides, launch_job(hydra_config))
     except KeyboardInterrupt:
         log.error(
             "Interrupted. %s keeps the epochs finished so far: run the same command with resume=true to "
