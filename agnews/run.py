@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from agnews.cluster import missing_launcher, register_resolvers
 from agnews.config import ConfigError, register_configs, to_app_config
 from agnews.experiment import run_experiment
 from agnews.launch import launch_job
@@ -22,6 +23,7 @@ from agnews.storage import AgnewsError
 log = logging.getLogger(__name__)
 
 register_configs()
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -58,4 +60,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    if problem := missing_launcher(sys.argv[1:]):
+        print(f"agnews: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()
