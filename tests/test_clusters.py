@@ -44,6 +44,17 @@ def test_slurm_presets_reserve_the_threads_a_job_uses_and_take_overrides(preset)
     assert launcher.params["cpus_per_task"] == 4 and launcher.params["timeout_min"] == default["timeout_min"]
 
 
+def test_ray_presets_reserve_the_threads_and_gpus_a_job_uses():
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the ray extra (pip install -e '.[ray]')")
+    local = launcher_config("hydra/launcher=ray_local", "trainer.num_threads=3", "trainer.device=cpu")
+    assert local["ray"]["remote"] == {"num_cpus": 3, "num_gpus": 0}
+    cluster = launcher_config("hydra/launcher=ray_cluster", "trainer.device=cuda")
+    assert cluster["ray"]["remote"] == {"num_cpus": 1, "num_gpus": 1}
+    # hydra-ray-launcher fills in a 75 MB object store when the key is absent, and Ray refuses any size
+    # when connecting to an existing cluster.
+    assert "object_store_memory" in cluster["ray"]["init"] and cluster["ray"]["init"]["object_store_memory"] is None
+
+
 def test_cpus_and_gpus_follow_the_trainer_settings(monkeypatch):
     assert cluster.cpus_for_threads(None) == 1 and cluster.cpus_for_threads(3) == 3
     assert cluster.gpus_for_device("cpu") == 0 and cluster.gpus_for_device("cuda:1") == 1
