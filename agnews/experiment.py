@@ -146,11 +146,9 @@ def _run(
     except KeyboardInterrupt:
         status, error = RunStatus.interrupted, "interrupted (Ctrl-C)"
         raise
-    except SystemExit as caught:  # how submitit stops a preempted or timed-out job that it requeues
-        status, error = (
-            RunStatus.interrupted,
-            f"stopped by SystemExit({caught.code}), as submitit stops a preempted or timed-out job",
-        )
+    except SystemExit as caught:  # how submitit stops a job that it requeues
+        status = RunStatus.interrupted
+        error = f"stopped by SystemExit({caught.code}), as submitit stops a preempted or timed-out job"
         raise
     except BaseException as caught:
         error = f"{type(caught).__name__}: {caught}"
