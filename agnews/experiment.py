@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ CHOOSE_RUN_DIR = "choose a writable one with hydra.run.dir=PATH (or hydra.sweep.
 # the embedding and differ in seed: keep the last matrix built. Only one, as a glove300 matrix for a full
 # AG News vocab is over 100 MB. The key holds everything the matrix depends on.
 _last_embedding: dict[tuple, EmbeddingMatrix] = {}
+
+_DEFAULT_NUM_THREADS = torch.get_num_threads()  # torch's choice for this process (OMP_NUM_THREADS, else cores)
 
 
 def prepare_embedding(config: EmbeddingConfig, vocab: Vocab, cache_dir: Path, seed: int, progress: bool = True):
@@ -75,16 +77,23 @@ class RunProgress:
     resumed_after_epoch: int | None = None
 
 
-def run_experiment(config: AppConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+def run_experiment(
+    config: AppConfig, run_dir: Path, overrides: list[str] | None = None, launch_job: str | None = None
+) -> dict[str, Any]:
     """Train and evaluate one configuration in `run_dir`; return its results.json content.
 
     The folder is claimed for the run's duration: a second command reaching it fails at once. With
     `config.resume`, a run completed there with the same config and data is returned as it is, and a
-    killed, failed or interrupted one continues from its last checkpoint.
+    killed, failed or interrupted one continues from its last checkpoint. `launch_job` names the job of a
+    multirun launch (launch.launch_job): a run it recorded itself is resumed without resume=true, as that
+    is the same job run again (a cluster requeued it after a preemption or time limit).
     """
     run_dir = Path(run_dir)
     with claim_folder(run_dir, "run directory", CHOOSE_RUN_DIR):
         remove_stale_temporaries(run_dir)  # a killed write's; nobody else writes here while we hold the claim
+        if launch_job is not None and not config.resume and _recorded_launch_job(run_dir) == launch_job:
+            log.info("%s holds this job's own earlier attempt (requeued): continuing it", run_dir)
+            config = replace(config, resume=True)
         cache_dir = resolve_cache_dir(config.data.cache_dir)
         previous = _previous_run(run_dir, config)
         if previous is not None and previous["status"] == RunStatus.completed:
@@ -96,17 +105,23 @@ def run_experiment(config: AppConfig, run_dir: Path, overrides: list[str] | None
             )
             (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
             return previous
-        return _run(config, run_dir, cache_dir, overrides or [], previous)
+        return _run(config, run_dir, cache_dir, overrides or [], previous, launch_job)
 
 
 def _run(
-    config: AppConfig, run_dir: Path, cache_dir: Path, overrides: list[str], previous: dict[str, Any] | None
+    config: AppConfig,
+    run_dir: Path,
+    cache_dir: Path,
+    overrides: list[str],
+    previous: dict[str, Any] | None,
+    launch_job: str | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     header = {
         "format": RESULTS_FORMAT,
         "config": to_plain_dict(config),
         "overrides": list(overrides),
+        "launch_job": launch_job,
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -123,6 +138,10 @@ def _run(
         log.error("Run diverged: %s", caught)
     except KeyboardInterrupt:
         status, error = RunStatus.interrupted, "interrupted (Ctrl-C)"
+        raise
+    except SystemExit as caught:  # how submitit stops a job that it requeues
+        status = RunStatus.interrupted
+        error = f"stopped by SystemExit({caught.code}), as submitit stops a preempted or timed-out job"
         raise
     except BaseException as caught:
         error = f"{type(caught).__name__}: {caught}"
@@ -151,6 +170,14 @@ def _record(
         # summary.csv and the report read every headline number from metrics.
         record["metrics"].update(wall_time_s=wall_time_s, num_parameters=progress.num_parameters)
     return record
+
+
+def _recorded_launch_job(run_dir: Path) -> str | None:
+    try:
+        previous = read_run_results(run_dir)
+    except AgnewsError:
+        return None  # _previous_run reports it
+    return previous.get("launch_job") if previous else None
 
 
 def _previous_run(run_dir: Path, config: AppConfig) -> dict[str, Any] | None:
@@ -197,8 +224,9 @@ def _train_and_test(
     """The run itself; returns the test metrics. Fills `progress` as it goes."""
     started = time.perf_counter()
     trainer = config.trainer
-    if trainer.num_threads is not None:
-        torch.set_num_threads(trainer.num_threads)
+    # Set for every job, also to the default: a process that runs several jobs (the basic launcher, joblib
+    # and Ray workers) must not hand one job's thread count to the next.
+    torch.set_num_threads(trainer.num_threads or _DEFAULT_NUM_THREADS)
     device = select_device(trainer.device)
     check_precision(trainer.precision, device)
     progress.device = str(device)

@@ -6,6 +6,11 @@ folder's) has already rewritten the other command's files by the time the run co
 callback objects first: it claims the folder for the launching command (atomically, see
 storage.FolderClaim) and, for Hydra's basic sweeper, composes every planned job and checks it against
 what the folder's runs recorded. A refusal is one message and exit status 2, with nothing written.
+
+Each multirun launch also gets an id that every job's config carries (`hydra.job.env_set.AGNEWS_LAUNCH_ID`).
+A job that a cluster runs again (submitit requeues a preempted or timed-out job with the same overrides)
+finds its own earlier attempt in its folder by that id and continues it (experiment.run_experiment); a new
+launch has a new id, so it still needs resume=true to touch an existing run.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ from agnews.storage import AgnewsError, FolderClaim, claim_folder
 log = logging.getLogger(__name__)
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+LAUNCH_ID = "AGNEWS_LAUNCH_ID"  # the key in hydra.job.env_set (so also an environment variable in jobs)
 CHECKPOINT_FILE = "checkpoint.pt"  # checkpoint.CHECKPOINT_FILE, named here to keep torch out of the launcher
 MAX_LISTED = 8
 
@@ -57,6 +64,7 @@ class FolderGuard(Callback):
         self._claim = _refuse_on_error(
             lambda: claim_folder(sweep_dir, "sweep folder", "choose another with hydra.sweep.dir=PATH")
         )
+        _mark_launch(config)
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
             return  # an optimising sweeper picks jobs as it goes; each job still claims its own folder
         problems = []
@@ -101,6 +109,19 @@ class FolderGuard(Callback):
         if self._claim is not None:
             self._claim.release()
             self._claim = None
+
+
+def _mark_launch(config: DictConfig) -> None:
+    """Give this launch an id that reaches every job, wherever and however often it runs: launchers build
+    each job's config from hydra.overrides.hydra plus the job's overrides, in the job's own process."""
+    with read_write(config.hydra.overrides):
+        config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{LAUNCH_ID}={uuid.uuid4().hex[:16]}")
+
+
+def launch_job(hydra_config: DictConfig) -> str | None:
+    """'<launch id>/<job number>' inside a job of a multirun launch; None outside one."""
+    launch_id = hydra_config.job.env_set.get(LAUNCH_ID)
+    return None if launch_id is None else f"{launch_id}/{hydra_config.job.num}"
 
 
 def planned_jobs(config: DictConfig) -> list[list[str]]:

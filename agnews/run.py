@@ -13,14 +13,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from agnews.cluster import missing_launcher, register_resolvers
 from agnews.config import ConfigError, register_configs, to_app_config
 from agnews.experiment import run_experiment
+from agnews.launch import launch_job
 from agnews.results import RunStatus
 from agnews.storage import AgnewsError
 
 log = logging.getLogger(__name__)
 
 register_configs()
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -30,7 +33,8 @@ def main(cfg: DictConfig) -> float:
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_config.runtime.output_dir)
     try:
-        results = run_experiment(to_app_config(cfg), run_dir, list(hydra_config.overrides.task))
+        overrides = list(hydra_config.overrides.task)
+        results = run_experiment(to_app_config(cfg), run_dir, overrides, launch_job(hydra_config))
     except KeyboardInterrupt:
         log.error(
             "Interrupted. %s keeps the epochs finished so far: run the same command with resume=true to "
@@ -56,4 +60,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    if problem := missing_launcher(sys.argv[1:]):
+        print(f"agnews: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -183,12 +183,13 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
 
 @pytest.fixture
 def killed_run(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """killed_run(config, run_dir, epochs_done): leave a run that died right after writing the checkpoint of
-    epoch `epochs_done`, as a kill at that moment would (status 'interrupted', checkpoint.pt in place)."""
+    """killed_run(config, run_dir, epochs_done, launch_job=None): leave a run that died right after writing
+    the checkpoint of epoch `epochs_done`, as a kill at that moment would (status 'interrupted', checkpoint.pt
+    in place); `launch_job` as run_experiment takes it."""
     from agnews import checkpoint
     from agnews.experiment import run_experiment
 
-    def leave(config: Any, run_dir: Path, epochs_done: int) -> None:
+    def leave(config: Any, run_dir: Path, epochs_done: int, launch_job: str | None = None) -> None:
         real_save = checkpoint.save
 
         def save_then_die(path, content):
@@ -199,6 +200,6 @@ def killed_run(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         with monkeypatch.context() as patch:
             patch.setattr(checkpoint, "save", save_then_die)
             with pytest.raises(KeyboardInterrupt):
-                run_experiment(config, run_dir)
+                run_experiment(config, run_dir, launch_job=launch_job)
 
     return leave

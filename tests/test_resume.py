@@ -53,6 +53,21 @@ def test_existing_run_is_never_touched_without_resume(ag_news_dir, tmp_path, tin
     assert (tmp_path / "run" / "results.json").read_bytes() == before
 
 
+def test_only_the_job_that_recorded_a_run_continues_it_without_resume(tmp_path, tiny_config, killed_run):
+    config = tiny_config(trainer={"epochs": 3})
+    killed_run(config, tmp_path / "run", epochs_done=1, launch_job="launch-a/0")
+    before = (tmp_path / "run" / "results.json").read_bytes()
+    for other in (None, "launch-b/0", "launch-a/1"):  # a single run, a new launch, another job of the launch
+        with pytest.raises(AgnewsError, match=r"already holds a run \(interrupted\)"):
+            run_experiment(config, tmp_path / "run", launch_job=other)
+    assert (tmp_path / "run" / "results.json").read_bytes() == before
+
+    requeued = run_experiment(config, tmp_path / "run", launch_job="launch-a/0")  # the same job, run again
+    assert requeued["status"] == "completed" and requeued["resumed_after_epoch"] == 1
+    assert [epoch["epoch"] for epoch in requeued["history"]] == [1, 2, 3]
+    assert requeued["launch_job"] == "launch-a/0"
+
+
 def test_changed_config_is_not_mixed_with_old_results(ag_news_dir, tmp_path, tiny_config):
     run_experiment(tiny_config(trainer={"epochs": 1}), tmp_path / "run")
     changed = replace(tiny_config(trainer={"epochs": 1}), resume=True, seed=7)

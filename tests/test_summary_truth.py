@@ -4,6 +4,7 @@ Each test is a repro of a way they once did, while the command exited 0."""
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -210,6 +211,37 @@ def test_a_summary_that_cannot_be_written_fails_the_sweep(ag_news_dir, tmp_path,
     with pytest.raises(SystemExit) as exited:
         SummaryCallback().on_multirun_end(launch_config(sweep_dir))
     assert exited.value.code == 1
+
+
+@pytest.mark.slow
+def test_the_summary_rebuilt_while_a_job_runs_lists_it_as_running(make_ag_news, tmp_path, repo, cli):
+    data_dir = make_ag_news("data", train_per_class=400, test_per_class=50)  # about a second per epoch
+    sweep_dir = tmp_path / "sweep"
+    args = [*sweep_args(data_dir, sweep_dir), "trainer.epochs=1,30"]  # job 0 ends at once, job 1 runs on
+    args.remove("trainer.epochs=1")
+    command = [sys.executable, "-m", "agnews.run", *args]
+    sweep = subprocess.Popen(
+        command, cwd=repo, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (sweep_dir / "1" / "results.json").exists():
+            assert sweep.poll() is None, sweep.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "job 1 never started"
+            time.sleep(0.05)
+        rebuilt = cli("agnews.report", "--summary", sweep_dir)  # as after the launching command was killed
+        still_running = sweep.poll() is None
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+    assert still_running
+    assert rebuilt.returncode == 1 and "1 of 2 jobs did not complete" in rebuilt.stderr
+    rows = read_summary(sweep_dir)
+    assert [(row["job"], row["trainer.epochs"], row["status"]) for row in rows] == [
+        ("0", "1", "completed"),
+        ("1", "30", "running"),
+    ]
+    assert rows[0]["test_acc"] != "" and rows[1]["test_acc"] == ""
 
 
 # --- 4. an exploding loss is divergence, finite or not --------------------------------------------------

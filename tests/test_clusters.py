@@ -1,0 +1,182 @@
+"""Beyond one process: the launcher presets under conf/hydra/launcher/, a sweep on a local Ray cluster,
+and a job that submitit requeues after a preemption continuing its own run."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from agnews import cluster
+from agnews.cluster import missing_launcher
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def launcher_config(*overrides: str) -> dict:
+    import agnews.run  # noqa: F401  (registers the schemas and the agnews.* resolvers, as a launch does)
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        config = compose("config", overrides=list(overrides), return_hydra_config=True)
+    return OmegaConf.to_container(config.hydra.launcher, resolve=True)
+
+
+@pytest.mark.parametrize("preset", ["slurm_cpu", "slurm_gpu"])
+def test_slurm_presets_reserve_the_threads_a_job_uses_and_take_overrides(preset):
+    default = launcher_config(f"hydra/launcher={preset}")
+    assert default["cpus_per_task"] == 1  # trainer.num_threads unset: one core, which torch then uses
+    assert default["gpus_per_node"] == (1 if preset == "slurm_gpu" else None)
+    assert default["max_num_timeout"] > 0  # a job that hits its time limit is requeued and continues
+
+    changed = launcher_config(
+        f"hydra/launcher={preset}", "trainer.num_threads=4", "hydra.launcher.partition=long", "hydra.launcher.mem_gb=3"
+    )
+    assert (changed["cpus_per_task"], changed["partition"], changed["mem_gb"]) == (4, "long", 3)
+    launcher = instantiate(changed)  # what the plugin builds its sbatch parameters from
+    assert launcher.params["cpus_per_task"] == 4 and launcher.params["timeout_min"] == default["timeout_min"]
+
+
+def test_ray_presets_reserve_the_threads_and_gpus_a_job_uses():
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the ray extra (pip install -e '.[ray]')")
+    local = launcher_config("hydra/launcher=ray_local", "trainer.num_threads=3", "trainer.device=cpu")
+    assert local["ray"]["remote"] == {"num_cpus": 3, "num_gpus": 0}
+    cluster = launcher_config("hydra/launcher=ray_cluster", "trainer.device=cuda")
+    assert cluster["ray"]["remote"] == {"num_cpus": 1, "num_gpus": 1}
+    # hydra-ray-launcher fills in a 75 MB object store when the key is absent, and Ray refuses any size
+    # when connecting to an existing cluster.
+    assert "object_store_memory" in cluster["ray"]["init"] and cluster["ray"]["init"]["object_store_memory"] is None
+
+
+def test_cpus_and_gpus_follow_the_trainer_settings(monkeypatch):
+    assert cluster.cpus_for_threads(None) == 1 and cluster.cpus_for_threads(3) == 3
+    assert cluster.gpus_for_device("cpu") == 0 and cluster.gpus_for_device("cuda:1") == 1
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert cluster.gpus_for_device("auto") == 1
+
+
+def test_a_launcher_whose_extra_is_missing_names_the_extra(monkeypatch):
+    monkeypatch.setattr(cluster.importlib.util, "find_spec", lambda name: None)
+    assert missing_launcher(["seed=0,1", "hydra/launcher=ray_local"]) == (
+        "hydra/launcher=ray_local needs the ray extra: pip install -e '.[ray]'"
+    )
+    assert "the launchers extra" in missing_launcher(["hydra/launcher=slurm_gpu"])
+    assert missing_launcher(["hydra/launcher=basic", "seed=1"]) is None
+
+
+def read_summary(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_results(job_dir: Path) -> dict | None:
+    try:
+        return json.loads((job_dir / "results.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None  # not written yet (an atomic write never leaves a partial file)
+
+
+# --- Ray -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_local_ray_cluster_writes_complete_jobs_and_the_summary(ag_news_dir, tmp_path, cli):
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the ray extra (pip install -e '.[ray]')")
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        "--multirun",
+        "hydra/launcher=ray_local",
+        "hydra.launcher.ray.init.num_cpus=2",
+        "trainer.num_threads=1",  # one CPU per job: both jobs run at once
+        f"data.dir={ag_news_dir}",
+        "data.val_fraction=0.25",
+        "trainer.epochs=1",
+        "trainer.batch_size=16",
+        "trainer.progress_bar=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        "seed=0,1",
+    ]
+    done = cli("agnews.run", *args, env={"RAY_AUTH_MODE": "disabled"}, timeout=240)  # no token in ~/.ray
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_summary(sweep_dir)
+    assert [(row["job"], row["seed"], row["status"]) for row in rows] == [
+        ("0", "0", "completed"),
+        ("1", "1", "completed"),
+    ]
+    launches = set()
+    for row in rows:
+        job_dir = sweep_dir / row["job"]
+        results = read_results(job_dir)
+        assert results["status"] == "completed" and float(row["test_acc"]) == results["metrics"]["test_acc"]
+        assert {"model.pt", "vocab.txt", "history.csv", ".hydra"} <= {path.name for path in job_dir.iterdir()}
+        assert not (job_dir / "checkpoint.pt").exists()
+        launches.add(results["launch_job"].split("/")[0])
+    assert len(launches) == 1  # both jobs carry the id of their launch
+
+
+# --- requeue --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_requeued_job_continues_its_own_run_and_a_new_launch_still_refuses(tmp_path, make_ag_news, repo, cli):
+    data_dir = make_ag_news("data", train_per_class=400, test_per_class=50)  # about a second per epoch
+    sweep_dir, job_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
+    args = [
+        "--multirun",
+        "hydra/launcher=submitit_local",
+        f"data.dir={data_dir}",
+        "trainer.epochs=3",
+        "trainer.batch_size=16",
+        "trainer.progress_bar=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        "seed=0",
+    ]
+    command = [sys.executable, "-m", "agnews.run", *args]
+    sweep = subprocess.Popen(command, cwd=repo, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while len((read_results(job_dir) or {}).get("history", [])) < 1:
+            assert sweep.poll() is None, sweep.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the job never finished its first epoch"
+            time.sleep(0.02)
+        before = read_results(job_dir)["history"]
+        # The signal Slurm sends a job before its time limit or when preempting it (submitit's --signal):
+        # submitit pickles the job again through the launcher's checkpoint() and requeues it.
+        job_pid = json.loads((job_dir / ".agnews.owner").read_text())["pid"]  # the process holding the run
+        os.kill(job_pid, signal.SIGUSR2)
+        statuses = set()
+        while sweep.poll() is None and time.monotonic() < deadline:
+            seen = read_results(job_dir) or {}
+            statuses.add((seen.get("status"), seen.get("error")))
+            time.sleep(0.02)
+        _, stderr = sweep.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait()
+    assert sweep.returncode == 0, stderr.decode()[-3000:]
+
+    # The first attempt stopped and said so; the requeued one continued it to the end.
+    assert ("interrupted", "stopped by SystemExit(144), as submitit stops a preempted or timed-out job") in statuses
+    results = read_results(job_dir)
+    assert results["status"] == "completed" and [epoch["epoch"] for epoch in results["history"]] == [1, 2, 3]
+    kept = results["resumed_after_epoch"]
+    assert len(before) <= kept < 3
+    assert results["history"][: len(before)] == before  # the finished epochs were kept, not redone
+    log = "".join(path.read_text() for path in (sweep_dir / ".submitit").rglob("*_log.out"))
+    assert "this job is preempted" in log and "Requeued job" in log and "continuing it" in log
+    assert [row["status"] for row in read_summary(sweep_dir)] == ["completed"]
+    assert not (job_dir / "checkpoint.pt").exists()
+
+    # The same command launched again is a new launch, not a requeue: it refuses the folder untouched.
+    recorded = (job_dir / "results.json").read_bytes()
+    again = cli("agnews.run", *args)
+    assert again.returncode == 2 and "already holds a run (completed)" in again.stderr
+    assert (job_dir / "results.json").read_bytes() == recorded
