@@ -57,7 +57,10 @@ class LSTMClassifier(nn.Module):
         if self.pooling is Pooling.last:
             outputs, _ = self.lstm(embedded)  # [B, T, D*H]
             return self.classifier(self.dropout(outputs[:, -1, :]))
+        return self.classifier(self.dropout(self._pool_packed(embedded, lengths)))
 
+    def _pool_packed(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The padding-aware poolings through a packed sequence: embedded [B, T, E] -> pooled [B, D*H]."""
         # Packing skips the pads entirely: the backward direction of a BiLSTM then starts at each text's
         # own last token, and h_n holds each text's state after its last real token.
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -65,17 +68,14 @@ class LSTMClassifier(nn.Module):
         if self.pooling is Pooling.last_valid:
             # h_n: [num_layers * D, B, H]; the last layer's directions are its final D entries.
             directions = 2 if self.lstm.bidirectional else 1
-            pooled = torch.cat(list(h_n[-directions:]), dim=-1)  # [B, D*H]
-            return self.classifier(self.dropout(pooled))
+            return torch.cat(list(h_n[-directions:]), dim=-1)  # [B, D*H]
 
-        outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=token_ids.size(1))
-        valid = torch.arange(token_ids.size(1), device=lengths.device)[None, :] < lengths[:, None]
+        outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=embedded.size(1))
+        valid = torch.arange(embedded.size(1), device=lengths.device)[None, :] < lengths[:, None]
         valid = valid.to(outputs.device).unsqueeze(-1)  # [B, T, 1]
         if self.pooling is Pooling.mean:
-            pooled = (outputs * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
-        else:  # Pooling.max
-            pooled = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
-        return self.classifier(self.dropout(pooled))
+            return (outputs * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+        return outputs.masked_fill(~valid, float("-inf")).amax(dim=1)  # Pooling.max
 
 
 def build_model(
