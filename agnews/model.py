@@ -89,7 +89,10 @@ class LSTMClassifier(nn.Module):
         valid = valid.unsqueeze(-1)  # [B, T, 1]
         if self.pooling is Pooling.mean:
             return (outputs * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
-        return outputs.masked_fill(~valid, float("-inf")).amax(dim=1)  # Pooling.max
+        # Pooling.max. Adding -inf at the pads gives masked_fill's result, but its backward passes the gradient
+        # through as it is, where masked_fill's backward is one more pass over [B, T, D*H].
+        pad_bias = torch.zeros(valid.shape, dtype=outputs.dtype, device=outputs.device).masked_fill_(~valid, -torch.inf)
+        return (outputs + pad_bias).amax(dim=1)
 
     def _bidirectional_outputs(
         self, embedded: torch.Tensor, lengths: torch.Tensor
