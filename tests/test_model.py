@@ -44,3 +44,90 @@ def test_pretrained_embedding_frozen_or_fine_tuned():
     assert total - trainable == 50 * 8
     with pytest.raises(ValueError, match="pretrained weights"):
         LSTMClassifier(51, 8, 16, 4, pretrained=weights)
+
+
+# (lengths, T): mixed lengths with length 1, pads beyond the longest text, every text full, a batch of one.
+BATCHES = {
+    "mixed": ([6, 1, 3, 6, 2, 5, 4], 6),
+    "padded_past_longest": ([3, 1, 2], 6),
+    "all_full": ([5, 5, 5], 5),
+    "single": ([4], 4),
+}
+
+
+def random_batch(lengths: list[int], steps: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """token_ids [B, T] right-padded with 0 (a real id too, as <pad> is in the vocabulary), lengths [B]."""
+    generator = torch.Generator().manual_seed(seed)
+    token_ids = torch.randint(1, 50, (len(lengths), steps), generator=generator)
+    lengths = torch.tensor(lengths)
+    token_ids[torch.arange(steps)[None, :] >= lengths[:, None]] = 0
+    return token_ids, lengths
+
+
+def logits_and_gradients(model, forward, token_ids, lengths) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    logits = forward(token_ids, lengths)
+    # A loss that weighs every logit differently, so every gradient entry is exercised.
+    weights = torch.linspace(-1, 1, logits.numel(), dtype=logits.dtype).view_as(logits)
+    (logits * weights).sum().backward()
+    return logits.detach(), {name: parameter.grad for name, parameter in model.named_parameters()}
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("pooling", [Pooling.last_valid, Pooling.mean, Pooling.max])
+def test_unpacked_pooling_equals_packed_outputs_and_gradients(pooling, bidirectional, num_layers, batch):
+    model = make_model(pooling, bidirectional, num_layers).double().train()  # dropout 0: train mode is exact
+    token_ids, lengths = random_batch(*BATCHES[batch])
+    logits, gradients = logits_and_gradients(model, model, token_ids, lengths)
+    packed_logits, packed_gradients = logits_and_gradients(model, model._forward_packed, token_ids, lengths)
+    torch.testing.assert_close(logits, packed_logits, rtol=0, atol=1e-10)
+    assert gradients.keys() == packed_gradients.keys()
+    for name, gradient in gradients.items():
+        assert gradient is not None, name
+        torch.testing.assert_close(gradient, packed_gradients[name], rtol=0, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("pooling", [Pooling.last_valid, Pooling.mean, Pooling.max])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_unpacked_pooling_with_dropout_equals_packed_in_eval_mode(pooling, bidirectional):
+    torch.manual_seed(0)
+    model = LSTMClassifier(50, 8, 16, 4, num_layers=2, bidirectional=bidirectional, dropout=0.5,
+                           pooling=pooling, embedding_dropout=0.2).eval()  # fmt: skip
+    token_ids, lengths = random_batch(*BATCHES["mixed"])
+    with torch.no_grad():
+        torch.testing.assert_close(model(token_ids, lengths), model._forward_packed(token_ids, lengths))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_dropout_between_layers_only_in_training(bidirectional):
+    """As nn.LSTM: dropout acts between layers in train mode, never after the last layer or in eval mode."""
+    token_ids, lengths = random_batch(*BATCHES["mixed"])
+    for num_layers, changes in [(1, False), (2, True)]:
+        torch.manual_seed(0)
+        model = LSTMClassifier(50, 8, 16, 4, num_layers=num_layers, bidirectional=bidirectional, dropout=0.5,
+                               pooling=Pooling.mean)  # fmt: skip
+        embedded = model.embedding(token_ids)
+        with torch.no_grad():
+            trained, evaluated = model.train()._pool(embedded, lengths), model.eval()._pool(embedded, lengths)
+        assert not torch.allclose(trained, evaluated) if changes else torch.equal(trained, evaluated)
+
+
+def test_unpacked_float32_matches_packed_on_long_mixed_batch():
+    model = make_model(Pooling.max, bidirectional=True, num_layers=2).train()
+    token_ids, lengths = random_batch([40, 1, 17, 33, 40, 2, 25, 9], 40)
+    logits, gradients = logits_and_gradients(model, model, token_ids, lengths)
+    packed_logits, packed_gradients = logits_and_gradients(model, model._forward_packed, token_ids, lengths)
+    torch.testing.assert_close(logits, packed_logits, rtol=0, atol=1e-6)
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, packed_gradients[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_parameter_names_are_nn_lstm_ones():
+    """Saved model.pt / checkpoint.pt state dicts keep loading: the LSTM is still one nn.LSTM."""
+    model = make_model(Pooling.max, bidirectional=True, num_layers=2)
+    names = {name for name in model.state_dict() if name.startswith("lstm.")}
+    expected = {f"lstm.{kind}_{part}_l{layer}{suffix}" for kind in ("weight", "bias") for part in ("ih", "hh")
+                for layer in (0, 1) for suffix in ("", "_reverse")}  # fmt: skip
+    assert names == expected
