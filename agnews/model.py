@@ -124,9 +124,16 @@ class LSTMClassifier(nn.Module):
 
         def run(x: torch.Tensor, layer: int, direction: int) -> torch.Tensor:  # [B, T, F] -> [B, T, H]
             outputs, _, _ = torch.lstm(
-                x, (zeros, zeros), weights[2 * layer + direction], has_biases=True, num_layers=1, dropout=0.0,
-                train=self.training, bidirectional=False, batch_first=True,
-            )  # fmt: skip
+                x,
+                (zeros, zeros),
+                weights[2 * layer + direction],
+                has_biases=True,
+                num_layers=1,
+                dropout=0.0,
+                train=self.training,
+                bidirectional=False,
+                batch_first=True,
+            )
             return outputs
 
         forward, backward_reversed = run(embedded, 0, 0), run(reverse(embedded), 0, 1)
