@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from agnews import model as model_module
 from agnews.config import Pooling
 from agnews.model import LSTMClassifier, count_parameters
 
@@ -122,6 +123,19 @@ def test_unpacked_float32_matches_packed_on_long_mixed_batch():
     torch.testing.assert_close(logits, packed_logits, rtol=0, atol=1e-6)
     for name, gradient in gradients.items():
         torch.testing.assert_close(gradient, packed_gradients[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("pooling", [Pooling.last_valid, Pooling.mean, Pooling.max])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_forward_never_packs(pooling, bidirectional, monkeypatch):
+    """The comparisons above would pass trivially if forward still went through the packed reference."""
+
+    def no_packing(*args, **kwargs):
+        raise AssertionError("forward packed the batch")
+
+    monkeypatch.setattr(model_module, "pack_padded_sequence", no_packing)
+    model = make_model(pooling, bidirectional, num_layers=2)
+    assert model(*random_batch(*BATCHES["mixed"])).shape == (7, 4)
 
 
 def test_parameter_names_are_nn_lstm_ones():
