@@ -8,6 +8,8 @@ the reference the tests hold the faster path to (equal outputs and gradients).""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -123,17 +125,21 @@ class LSTMClassifier(nn.Module):
         weights = self.lstm.all_weights  # [w_ih, w_hh, b_ih, b_hh] per layer and direction, forward first
 
         def run(x: torch.Tensor, layer: int, direction: int) -> torch.Tensor:  # [B, T, F] -> [B, T, H]
-            outputs, _, _ = torch.lstm(
-                x,
-                (zeros, zeros),
-                weights[2 * layer + direction],
-                has_biases=True,
-                num_layers=1,
-                dropout=0.0,
-                train=self.training,
-                bidirectional=False,
-                batch_first=True,
-            )
+            with warnings.catch_warnings():
+                # cuDNN copies one direction's slice of the flat weight buffer per call (4H(I+H+2) numbers, small
+                # next to the activations) and warns that the weights are not one chunk: expected here.
+                warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+                outputs, _, _ = torch.lstm(
+                    x,
+                    (zeros, zeros),
+                    weights[2 * layer + direction],
+                    has_biases=True,
+                    num_layers=1,
+                    dropout=0.0,
+                    train=self.training,
+                    bidirectional=False,
+                    batch_first=True,
+                )
             return outputs
 
         forward, backward_reversed = run(embedded, 0, 0), run(reverse(embedded), 0, 1)
