@@ -24,7 +24,10 @@ def compose_config(*overrides: str, return_hydra_config: bool = False):
 
 
 def test_groups_hold_the_designed_options():
-    assert GROUPS["embedding"] == ["glove100", "glove200", "glove300", "glove50", "learned", "learned100"]
+    assert GROUPS["embedding"] == [
+        *("glove100", "glove100_frozen", "glove200", "glove200_frozen", "glove300", "glove300_frozen"),
+        *("glove50", "glove50_frozen", "learned", "learned100"),
+    ]
     assert GROUPS["model"] == ["base", "bilstm_max", "bilstm_max_dropout50", "large", "small"]
     assert GROUPS["optimizer"] == ["adam", "adamw", "sgd"]
 
@@ -33,7 +36,10 @@ def test_groups_hold_the_designed_options():
 def test_every_option_composes_to_typed_config(group, option):
     config = OmegaConf.to_object(compose_config(f"{group}={option}"))
     assert isinstance(config, AppConfig)
-    assert getattr(config, group).name == option
+    # A frozen GloVe option keeps its size's name: the report tells the two apart by embedding.freeze.
+    assert getattr(config, group).name == option.removesuffix("_frozen")
+    if group == "embedding":
+        assert config.embedding.freeze is option.endswith("_frozen")
 
 
 def test_defaults_are_the_notebook():
@@ -50,10 +56,11 @@ def test_glove_options_carry_their_dimension(dim):
     assert (config.embedding.kind, config.embedding.dim) == (EmbeddingKind.glove, dim)
 
 
-def test_practica1_experiment_sweeps_five_embeddings_over_three_seeds():
+def test_practica1_sweeps_learned_and_every_glove_size_frozen_and_fine_tuned_over_three_seeds():
     config = compose_config("+experiment=practica1", return_hydra_config=True)
     params = config.hydra.sweeper.params
-    assert params.embedding == "learned,glove50,glove100,glove200,glove300"
+    glove = [f"glove{dim}{way}" for dim in (50, 100, 200, 300) for way in ("_frozen", "")]
+    assert params.embedding.split(",") == ["learned", *glove]
     assert params.seed == "0,1,2"
     assert config.hydra.mode.name == "MULTIRUN"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agnews.report.stats import baseline_rows, summary_keys
+from agnews.report.stats import FREEZE, baseline_rows, block_keys, embedding_label, summary_keys
 from agnews.results import RESULTS_FILE, RunStatus
 from agnews.storage import atomic_write_text
 from agnews.tables import markdown_table
@@ -38,8 +38,9 @@ def format_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _name(row: pd.Series, keys: list[str]) -> str:
-    others = ", ".join(f"{key}={row[key]}" for key in keys[1:])
-    return f"{row['embedding']} ({others})" if others else str(row["embedding"])
+    others = ", ".join(f"{key}={row[key]}" for key in block_keys(keys))
+    label = embedding_label(row, keys)
+    return f"{label} ({others})" if others else label
 
 
 def _overlap(a: pd.Series, b: pd.Series) -> bool | None:
@@ -56,28 +57,60 @@ SPREAD = {
 }
 
 
-def _glove_vs_learned(learned: pd.DataFrame, glove: pd.DataFrame, prefix: str) -> list[str]:
+def _glove_vs_learned(learned: pd.DataFrame, glove: pd.DataFrame, prefix: str, keys: list[str]) -> list[str]:
     if learned.empty or glove.empty:
         missing = "learned-embedding run, so there is no baseline" if learned.empty else "GloVe run to compare"
         return [f"{prefix}No completed {missing}."] if len(learned) + len(glove) else []
     base, top = learned.iloc[0], glove.loc[glove.test_acc_mean.idxmax()]
     gap = 100 * (top.test_acc_mean - base.test_acc_mean)
     accuracies = f"{_pct(top.test_acc_mean)} % vs {_pct(base.test_acc_mean)} %"
+    kinds = "settings (size, frozen or fine-tuned)" if FREEZE in keys else "sizes"
     if gap > 0:
         wins = int((glove.test_acc_mean > base.test_acc_mean).sum())
         text = (
-            f"{prefix}GloVe beats learned embeddings: the best, {top.embedding}, by {gap:.2f} percentage points "
-            f"({accuracies}); {wins} of {len(glove)} GloVe sizes beat learned."
+            f"{prefix}GloVe beats learned embeddings: the best, {embedding_label(top, keys)}, by {gap:.2f} "
+            f"percentage points ({accuracies}); {wins} of {len(glove)} GloVe {kinds} beat learned."
         )
     else:
         text = (
-            f"{prefix}Learned embeddings match or beat every GloVe size: the best, {top.embedding}, "
-            f"trails by {-gap:.2f} percentage points ({accuracies})."
+            f"{prefix}Learned embeddings match or beat every GloVe {kinds[:-1] if kinds == 'sizes' else 'setting'}: "
+            f"the best, {embedding_label(top, keys)}, trails by {-gap:.2f} percentage points ({accuracies})."
         )
     return [text + SPREAD[_overlap(top, base)]]
 
 
-def _glove_sizes(glove: pd.DataFrame, prefix: str, sizes_tried: int) -> list[str]:
+def _frozen(rows: pd.DataFrame) -> pd.Series:
+    return rows[FREEZE].astype(str).str.lower() == "true"
+
+
+def _freezing(glove: pd.DataFrame, prefix: str) -> list[str]:
+    """Per GloVe size run both ways: what fine-tuning the vectors changes against keeping them frozen."""
+    sentences = []
+    for _, rows in glove.groupby("embedding_dim", sort=True):
+        frozen, tuned = rows[_frozen(rows)], rows[~_frozen(rows)]
+        if frozen.empty or tuned.empty:
+            continue
+        frozen, tuned = frozen.iloc[0], tuned.iloc[0]
+        gap = 100 * (tuned.test_acc_mean - frozen.test_acc_mean)
+        sentences.append(
+            f"{prefix}Fine-tuning {tuned.embedding} instead of keeping it frozen {'gains' if gap > 0 else 'loses'} "
+            f"{abs(gap):.2f} percentage points ({_pct(tuned.test_acc_mean)} % vs {_pct(frozen.test_acc_mean)} %)."
+            + SPREAD[_overlap(tuned, frozen)]
+        )
+    return sentences
+
+
+def _glove_sizes(glove: pd.DataFrame, prefix: str, tried: pd.DataFrame) -> list[str]:
+    """Sentences on what the GloVe size changes; `tried`: every GloVe row of the block, completed or not.
+    Frozen and fine-tuned GloVe each compare their own sizes."""
+    if FREEZE in glove.columns:
+        sentences = []
+        for frozen in (False, True):
+            rows, rows_tried = glove[_frozen(glove) == frozen], tried[_frozen(tried) == frozen]
+            way = "Frozen GloVe: " if frozen else "Fine-tuned GloVe: "
+            sentences += _glove_sizes(rows.drop(columns=FREEZE), prefix + way, rows_tried.drop(columns=FREEZE))
+        return sentences
+    sizes_tried = len(tried)
     if len(glove) < 2:
         if not len(glove):
             return []
@@ -116,15 +149,18 @@ def findings(summary: pd.DataFrame) -> list[str]:
     sentences = [
         f"Best: {_name(best, keys)}, {_pct(best.test_acc_mean)} % mean test accuracy over {best.n} seeds{interval}."
     ]
-    blocks = done.groupby(keys[1:], dropna=False, sort=False) if keys[1:] else [((), done)]
+    others = block_keys(keys)
+    blocks = done.groupby(others, dropna=False, sort=False) if others else [((), done)]
     for values, block in blocks:
-        prefix = "For " + ", ".join(f"{key}={value}" for key, value in zip(keys[1:], values, strict=True)) + ": "
-        prefix = prefix if keys[1:] else ""
+        prefix = "For " + ", ".join(f"{key}={value}" for key, value in zip(others, values, strict=True)) + ": "
+        prefix = prefix if others else ""
         glove = block[block.embedding_kind == "glove"]
-        same_others = summary[[key for key in keys[1:]]].astype(str).eq([str(v) for v in values]).all(axis=1)
-        sizes_tried = int((summary[same_others].embedding_kind == "glove").sum())
-        sentences += _glove_vs_learned(baseline_rows(block), glove, prefix)
-        sentences += _glove_sizes(glove, prefix, sizes_tried)
+        same_others = summary[others].astype(str).eq([str(v) for v in values]).all(axis=1)
+        tried = summary[same_others & (summary.embedding_kind == "glove")]
+        sentences += _glove_vs_learned(baseline_rows(block), glove, prefix, keys)
+        if FREEZE in keys:
+            sentences += _freezing(glove, prefix)
+        sentences += _glove_sizes(glove, prefix, tried)
     counts = {name: int(summary[f"n_{name}"].sum()) for name in ("failed", "diverged", "unfinished")}
     if sum(counts.values()):
         total = int(summary.n.sum()) + sum(counts.values())

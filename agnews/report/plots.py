@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from agnews.report.stats import baseline_rows, groups, summary_keys
+from agnews.report.stats import FREEZE, baseline_rows, block_keys, groups, summary_keys
 from agnews.results import RunStatus
 from agnews.storage import atomic_write
 
@@ -34,20 +34,26 @@ def plot_accuracy_vs_dim(summary: pd.DataFrame, path: Path) -> Path | None:
         return None
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axes = figure.add_subplot()
-    blocks = done.groupby(keys[1:], dropna=False, sort=False) if keys[1:] else [((), done)]
+    others = block_keys(keys)
+    blocks = done.groupby(others, dropna=False, sort=False) if others else [((), done)]
     for index, (values, block) in enumerate(blocks):
-        color, suffix = f"C{index}", "".join(f", {k}={v}" for k, v in zip(keys[1:], values, strict=True))
+        color, suffix = f"C{index}", "".join(f", {k}={v}" for k, v in zip(others, values, strict=True))
         glove = block[block.embedding_kind == "glove"].sort_values("embedding_dim")
-        error = 100 * (glove.test_acc_ci_high - glove.test_acc_mean).fillna(0.0)
-        axes.errorbar(
-            glove.embedding_dim,
-            100 * glove.test_acc_mean,
-            yerr=error,
-            color=color,
-            marker="o",
-            capsize=4,
-            label=f"GloVe{suffix}",
-        )
+        # One line per way of using the vectors when a sweep has both: solid fine-tuned, dotted frozen.
+        ways = glove.groupby(glove[FREEZE].astype(str).str.lower(), sort=True) if FREEZE in keys else [("", glove)]
+        for way, line in ways:
+            error = 100 * (line.test_acc_ci_high - line.test_acc_mean).fillna(0.0)
+            name = {"true": "GloVe frozen", "false": "GloVe fine-tuned"}.get(way, "GloVe")
+            axes.errorbar(
+                line.embedding_dim,
+                100 * line.test_acc_mean,
+                yerr=error,
+                color=color,
+                linestyle=":" if way == "true" else "-",
+                marker="s" if way == "true" else "o",
+                capsize=4,
+                label=f"{name}{suffix}",
+            )
         for _, base in baseline_rows(block).iterrows():
             axes.axhline(100 * base.test_acc_mean, color=color, linestyle="--", label=f"learned ± 95 % CI{suffix}")
             if not pd.isna(base.test_acc_ci_low):

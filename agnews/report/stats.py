@@ -185,9 +185,25 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+FREEZE = "embedding.freeze"  # a grouping key when a sweep has GloVe both frozen and fine-tuned (practica1)
+
+
+def block_keys(keys: list[str]) -> list[str]:
+    """The grouping keys that are not the embedding or one of its settings: rows that share them are
+    compared with each other and with their learned-embedding baseline."""
+    return [key for key in keys[1:] if not key.startswith("embedding.")]
+
+
+def embedding_label(row: Any, keys: list[str]) -> str:
+    """The embedding's name, with 'frozen' or 'fine-tuned' where a sweep has GloVe both ways."""
+    if FREEZE not in keys or row["embedding_kind"] != "glove":
+        return str(row["embedding"])
+    return f"{row['embedding']} {'frozen' if str(row[FREEZE]).lower() == 'true' else 'fine-tuned'}"
+
+
 def _others(row: Any, keys: list[str]) -> tuple[str, ...]:
-    """The row's values of the swept fields besides embedding, as strings (NaN never equals NaN)."""
-    return tuple(str(row[key]) for key in keys[1:])
+    """The row's values of the block keys, as strings (NaN never equals NaN)."""
+    return tuple(str(row[key]) for key in block_keys(keys))
 
 
 def baseline_rows(block: pd.DataFrame) -> pd.DataFrame:

@@ -70,7 +70,9 @@ def find_latest_sweep(root: Path) -> Path:
 def swept_keys(jobs: Iterable[JobRecord], declared: Iterable[str] = ()) -> list[str]:
     """The settings a set of jobs varies: any config group or overridden key whose label differs between
     the jobs that know it, except settings that do not change results; plus `declared`, the keys a launch
-    swept on purpose (even trainer.num_threads). Groups first, then the other keys in alphabetical order."""
+    swept on purpose (even trainer.num_threads); plus any other setting of the recorded configs that varies
+    while no key above explains it (`embedding.freeze` between `glove50` and `glove50_frozen`, both named
+    glove50). Groups first, then the other keys in alphabetical order."""
     jobs, declared = list(jobs), set(declared)
     candidates = set(GROUP_KEYS) | {key for job in jobs for key in job.overrides} | declared
     keys = [
@@ -79,4 +81,37 @@ def swept_keys(jobs: Iterable[JobRecord], declared: Iterable[str] = ()) -> list[
         if not key.startswith("hydra.")
         and (key in declared or (key not in NOT_PART_OF_THE_RUN and len({job.label(key) for job in jobs} - {None}) > 1))
     ]
+    for setting in sorted({setting for job in jobs for setting in _settings(job.config)} - set(keys)):
+        if (
+            setting not in NOT_PART_OF_THE_RUN
+            and _varies(jobs, setting)
+            and not any(_determines(jobs, key, setting) for key in keys)
+        ):
+            keys.append(setting)
     return sorted(keys, key=lambda key: (GROUP_KEYS.index(key) if key in GROUP_KEYS else len(GROUP_KEYS), key))
+
+
+# The sections of a config that describe what a run computes; data.* differs by path between machines.
+_SECTIONS = ("embedding", "model", "optimizer", "trainer")
+
+
+def _settings(config: dict) -> list[str]:
+    """Dotted names of the leaf settings in the sections of a recorded config that describe the run."""
+    return [
+        f"{section}.{name}"
+        for section in _SECTIONS
+        if isinstance(config.get(section), dict)
+        for name, value in config[section].items()
+        if not isinstance(value, dict | list)
+    ]
+
+
+def _varies(jobs: list[JobRecord], key: str) -> bool:
+    return len({job.label(key) for job in jobs} - {None}) > 1
+
+
+def _determines(jobs: list[JobRecord], key: str, setting: str) -> bool:
+    """Whether the jobs that know `setting` have one value of it per value of `key` (the option explains it)."""
+    seen: dict[str | None, str] = {}
+    known = [(job.label(key), value) for job in jobs if (value := job.label(setting)) is not None]
+    return all(seen.setdefault(label, value) == value for label, value in known)

@@ -349,3 +349,50 @@ def test_settings_that_do_not_change_results_never_split_groups(tmp_path):
     write_job(sweep, 1, "glove50", 1, 0.92)  # another thread count, same computation
     summary = summarize(load_runs([sweep]))
     assert len(summary) == 1 and summary.n.iloc[0] == 2
+
+
+def write_practica1(sweep: Path, accuracies: dict[str, list[float]]) -> Path:
+    """Jobs as +experiment=practica1 leaves them: 'glove50_frozen' is named glove50 with embedding.freeze."""
+    job = 0
+    for option, values in accuracies.items():
+        for seed, acc in enumerate(values):
+            job_dir = write_job(sweep, job, option.removesuffix("_frozen"), seed, acc)
+            results = json.loads((job_dir / "results.json").read_text())
+            results["config"]["embedding"]["freeze"] = option.endswith("_frozen")
+            results["overrides"] = [f"embedding={option}", f"seed={seed}"]
+            (job_dir / "results.json").write_text(json.dumps(results))
+            job += 1
+    return sweep
+
+
+def test_frozen_and_fine_tuned_glove_each_get_rows_a_baseline_and_words(tmp_path):
+    sweep = write_practica1(
+        tmp_path / "practica1",
+        {
+            "learned": [0.70, 0.72, 0.74],
+            "glove50_frozen": [0.80, 0.81, 0.82],
+            "glove50": [0.88, 0.89, 0.90],
+            "glove100_frozen": [0.83, 0.84, 0.85],
+            "glove100": [0.885, 0.895, 0.905],
+        },
+    )
+    summary = summarize(load_runs([sweep]))
+    assert list(summary.columns[:2]) == ["embedding", "embedding.freeze"]
+    assert len(summary) == 5
+    frozen50 = row(summary, "glove50", **{"embedding.freeze": "true"})
+    assert frozen50.test_acc_mean == pytest.approx(0.81)
+    assert frozen50.delta_vs_learned == pytest.approx(0.81 - 0.72)  # the learned row is every GloVe row's baseline
+    assert row(summary, "glove100", **{"embedding.freeze": "false"}).delta_vs_learned == pytest.approx(0.895 - 0.72)
+
+    assert main([str(sweep)]) == 0
+    markdown = (sweep / "report" / "report.md").read_text()
+    assert "Best: glove100 fine-tuned, 89.50 % mean test accuracy over 3 seeds" in markdown
+    assert "GloVe beats learned embeddings: the best, glove100 fine-tuned, by 17.50 percentage points" in markdown
+    assert "4 of 4 GloVe settings (size, frozen or fine-tuned) beat learned" in markdown
+    assert (
+        "Fine-tuning glove50 instead of keeping it frozen gains 8.00 percentage points (89.00 % vs 81.00 %). "
+        "Their 95 % intervals do not overlap" in markdown
+    )
+    assert "Frozen GloVe: Among GloVe sizes glove100 is best (glove50 81.00 %, glove100 84.00 %)." in markdown
+    assert "Fine-tuned GloVe: Among GloVe sizes glove100 is best" in markdown
+    assert (sweep / "report" / "accuracy_vs_dim.png").read_bytes()[:8] == PNG_SIGNATURE
