@@ -28,6 +28,7 @@ from agnews.data.text import Vocab
 from agnews.model import build_model, count_parameters
 from agnews.results import RESULTS_FORMAT, RunStatus, read_run_results, write_run_results
 from agnews.storage import AgnewsError, claim_folder, remove_stale_temporaries, resolve_cache_dir
+from agnews.tracking.tracker import RunFacts, Tracking
 from agnews.train import (
     DivergedError,
     TrainState,
@@ -82,8 +83,11 @@ class RunProgress:
     resumed_after_epoch: int | None = None
 
 
-def run_experiment(config: AppConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Train and evaluate one configuration in `run_dir`; return its results.json content.
+def run_experiment(
+    config: AppConfig, run_dir: Path, overrides: list[str] | None = None, sweep: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train and evaluate one configuration in `run_dir`; return its results.json content. `sweep` says
+    where a sweep's job belongs ({"dir", "job", "sweeper"}; results.json records it), None for a single run.
 
     The folder is claimed for the run's duration: a second command reaching it fails at once. With
     `config.resume`, a run completed there with the same config and data is returned as it is, and a
@@ -103,17 +107,24 @@ def run_experiment(config: AppConfig, run_dir: Path, overrides: list[str] | None
             )
             (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
             return previous
-        return _run(config, run_dir, cache_dir, overrides or [], previous)
+        return _run(config, run_dir, cache_dir, overrides or [], previous, sweep)
 
 
 def _run(
-    config: AppConfig, run_dir: Path, cache_dir: Path, overrides: list[str], previous: dict[str, Any] | None
+    config: AppConfig,
+    run_dir: Path,
+    cache_dir: Path,
+    overrides: list[str],
+    previous: dict[str, Any] | None,
+    sweep: dict[str, Any] | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    tracking = Tracking.open(config.logger)  # a missing package fails here, before anything is read
     header = {
         "format": RESULTS_FORMAT,
         "config": to_plain_dict(config),
         "overrides": list(overrides),
+        "sweep": sweep,
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -121,9 +132,10 @@ def _run(
     # A resumed run keeps the epochs it recorded, even if this attempt fails before training.
     progress = RunProgress(history=list(previous["history"]) if previous else [])
     write_run_results(run_dir, _record(header, progress, RunStatus.running))
+    tracking.start(RunFacts.of(run_dir, header, progress.history))
     status, error, metrics = RunStatus.failed, None, {}
     try:
-        metrics = _train_and_test(config, run_dir, cache_dir, header, progress, previous)
+        metrics = _train_and_test(config, run_dir, cache_dir, header, progress, previous, tracking)
         status = RunStatus.completed
     except DivergedError as caught:
         status, error = RunStatus.diverged, str(caught)
@@ -138,6 +150,7 @@ def _run(
         wall_time = time.perf_counter() - started
         results = _record(header, progress, status, error, metrics, wall_time)
         write_run_results(run_dir, results)
+        tracking.finish(results)
     (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)  # the run ended: nothing left to resume
     return results
 
@@ -200,6 +213,7 @@ def _train_and_test(
     header: dict[str, Any],
     progress: RunProgress,
     previous: dict[str, Any] | None,
+    tracking: Tracking,
 ) -> dict[str, Any]:
     """The run itself; returns the test metrics. Fills `progress` as it goes."""
     started = time.perf_counter()
@@ -236,6 +250,7 @@ def _train_and_test(
         if trainer.checkpoint:
             checkpoint.save_checkpoint(checkpoint_path, state.state_dict(), header["config"], data.key)
         write_run_results(run_dir, _record(header, progress, RunStatus.running))
+        tracking.log_epoch(state.history[-1])
 
     progress.setup_time_s = time.perf_counter() - started
     fit(state, data.train, data.val, trainer, config.optimizer, on_epoch_end)
