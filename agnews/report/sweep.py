@@ -12,6 +12,7 @@ from agnews.storage import AgnewsError
 
 SUMMARY_FILE = "summary.csv"
 GROUP_KEYS = ("embedding", "model", "optimizer")  # config groups: labelled by their option's name
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # runs the grid it is given
 EXPECTED = "a sweep folder such as multirun/<date>/<time>/ holding job folders 0/, 1/, ... with results.json"
 
 
@@ -81,3 +82,9 @@ def swept_keys(jobs: Iterable[JobRecord], declared: Iterable[str] = ()) -> list[
         and (key in declared or len({job.label(key) for job in jobs} - {None}) > 1)
     ]
     return sorted(keys, key=lambda key: (GROUP_KEYS.index(key) if key in GROUP_KEYS else len(GROUP_KEYS), key))
+
+
+def proposed_by_sweeper(job: JobRecord) -> bool:
+    """Whether an optimising sweeper (Optuna, Nevergrad, Ax) chose the job's settings: its swept values are
+    then points of a search, not levels to group runs by."""
+    return job.sweeper is not None and job.sweeper != BASIC_SWEEPER

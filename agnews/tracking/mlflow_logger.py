@@ -14,6 +14,7 @@ between the jobs a joblib worker runs one after another.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from agnews.config import LoggerConfig
 from agnews.results import RunStatus
 from agnews.storage import file_lock
-from agnews.tracking.tracker import RunFacts, epoch_metrics, quiet_mlflow
+from agnews.tracking.tracker import RunFacts, epoch_metrics, quiet_mlflow, with_running_best
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"  # MLflow wants an artifact root; agnews logs no artifacts there
@@ -68,6 +69,11 @@ def open_experiment(config: LoggerConfig, store_dir: Path) -> tuple[Any, str]:
             return client, experiment.experiment_id
 
 
+def _param_text(value: bool | int | float | str) -> str:
+    """MLflow params are text: strings as they are, other values as JSON (true, 0.001, 128)."""
+    return (value if isinstance(value, str) else json.dumps(value))[:6000]  # MLflow's limit
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -88,7 +94,7 @@ class MlflowTracker:
         if earlier is None:  # a new run: its params once (a resumed run's differ only in resume=true)
             tags = {**run.tags(), "mlflow.source.git.commit": run.git_commit or ""}
             self.run_id = self.client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
-            params = [Param(key, str(value)[:6000]) for key, value in run.params().items()]
+            params = [Param(key, _param_text(value)) for key, value in run.params().items()]
             for start in range(0, len(params), 100):  # log_batch takes at most 100 params
                 self.client.log_batch(self.run_id, params=params[start : start + 100])
             logged = set()
@@ -97,11 +103,9 @@ class MlflowTracker:
             self.client.update_run(self.run_id, status="RUNNING")
             self.client.log_batch(self.run_id, tags=[RunTag("status", RunStatus.running.value)])
             logged = {metric.step for metric in self.client.get_metric_history(self.run_id, "val/acc")}
-        best = None
-        for epoch in run.history:
-            best = epoch["val_acc"] if best is None else max(best, epoch["val_acc"])
+        for epoch in with_running_best(run.history):
             if epoch["epoch"] not in logged:
-                self.log_epoch({**epoch, "best_val_acc": best})
+                self.log_epoch(epoch)
 
     def _earlier_run(self, experiment_id: str, run_dir: Path) -> str | None:
         """The run an earlier attempt in this run folder created (resume=true), or None."""

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from agnews.results import RunStatus
-from agnews.tracking.tracker import HPARAMS_METRICS, RunFacts, epoch_metrics
+from agnews.tracking.tracker import HPARAMS_METRICS, RunFacts, epoch_metrics, with_running_best
 
 
 def _session_end_pb(status: str) -> Any:
@@ -48,9 +48,10 @@ class TensorBoardTracker:
         from torch.utils.tensorboard import SummaryWriter
 
         self.step = len(run.history)
-        # A resumed run: purge_step makes TensorBoard drop what an earlier attempt logged after the epoch
-        # the checkpoint holds, so no epoch appears twice.
-        self.writer = SummaryWriter(log_dir=str(run.run_dir), purge_step=self.step + 1 if self.step else None)
+        # A resumed run: purge_step=1 makes TensorBoard drop every epoch the earlier attempts logged, and the
+        # epochs results.json holds are logged again below, so each epoch appears once, even one whose
+        # logging the kill cut short.
+        self.writer = SummaryWriter(log_dir=str(run.run_dir), purge_step=1 if run.history else None)
         params = run.params()
         hparams = [summary_v2.HParam(name) for name in params]
         metrics = [summary_v2.Metric(tag) for tag in HPARAMS_METRICS]
@@ -59,6 +60,8 @@ class TensorBoardTracker:
         file_writer.add_summary(summary_v2.hparams_pb(params, start_time_secs=time.time()))
         self.writer.add_text("run", _markdown_table({"name": run.name, **run.tags()}), self.step)
         self.writer.add_text("config", _markdown_table(params), self.step)
+        for epoch in with_running_best(run.history):
+            self.log_epoch(epoch)
         self.writer.flush()
 
     def log_epoch(self, epoch: dict[str, Any]) -> None:

@@ -163,6 +163,16 @@ def final_metrics(results: dict[str, Any]) -> dict[str, float]:
     return final
 
 
+def with_running_best(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History entries with "best_val_acc", the best validation accuracy up to each epoch."""
+    best, entries = None, []
+    for epoch in history:
+        if _is_number(epoch.get("val_acc")):
+            best = epoch["val_acc"] if best is None else max(best, epoch["val_acc"])
+        entries.append({**epoch, "best_val_acc": best})
+    return entries
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
