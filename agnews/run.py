@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from agnews.config import ConfigError, register_configs, to_app_config
 from agnews.experiment import run_experiment
 from agnews.results import RunStatus
-from agnews.search import failed_objective
+from agnews.search import failed_objective, require_optuna
 from agnews.storage import AgnewsError
 
 log = logging.getLogger(__name__)
@@ -63,4 +63,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    require_optuna(sys.argv[1:])
     main()

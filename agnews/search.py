@@ -14,10 +14,11 @@ Three things the sweepers do not do for agnews:
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,23 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def require_optuna(arguments: Sequence[str]) -> None:
+    """Stop with one line naming the extra when the command asks for the Optuna sweeper and it is missing.
+    Called before Hydra composes the config: Hydra's own error ("Could not find 'hydra/sweeper/optuna'")
+    does not say what to install."""
+    asked = [arg for arg in arguments if arg.startswith(("hparams_search=", "hydra/sweeper=optuna"))]
+    if not asked:
+        return
+    for module, package in (("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper"), ("optuna", "optuna")):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            print(f'agnews: error: {asked[0]} needs the {package} package: pip install -e ".[optuna]"', file=sys.stderr)
+            raise SystemExit(2)
 
 
 def failed_objective(sweeper: Mapping[str, Any]) -> float:

@@ -137,3 +137,27 @@ def test_a_search_that_would_go_wrong_is_refused_before_any_trial(tmp_path, cli,
     assert expected in completed.stderr and "Traceback" not in completed.stderr
     assert not (sweep_dir / "optuna.db").exists()
     assert not (sweep_dir / "1").exists() and not (sweep_dir / "summary.csv").exists()
+
+
+BLOCK_IMPORTS = """
+import sys
+
+class Block:  # as if optuna and its Hydra sweeper were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "optuna" or name.startswith("hydra_plugins.hydra_optuna_sweeper"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Block())
+"""
+
+
+@pytest.mark.slow
+def test_a_search_without_its_packages_names_the_extra(tmp_path, cli, search_args):
+    (tmp_path / "blocker").mkdir()
+    (tmp_path / "blocker" / "sitecustomize.py").write_text(BLOCK_IMPORTS)
+    sweep_dir = tmp_path / "search"
+    completed = cli("agnews.run", *search_args(sweep_dir, 1), env={"PYTHONPATH": str(tmp_path / "blocker")})
+    assert completed.returncode == 2
+    expected = 'hparams_search=bilstm_glove50_optuna needs the hydra-optuna-sweeper package: pip install -e ".[optuna]"'
+    assert expected in completed.stderr
+    assert not sweep_dir.exists()
