@@ -28,7 +28,8 @@ from agnews.data.text import Vocab
 from agnews.model import build_model, count_parameters
 from agnews.results import RESULTS_FORMAT, RunStatus, read_run_results, write_run_results
 from agnews.storage import AgnewsError, claim_folder, remove_stale_temporaries, resolve_cache_dir
-from agnews.tracking.tracker import RunFacts, Tracking
+from agnews.tracking.facts import RunFacts
+from agnews.tracking.tracker import Tracking
 from agnews.train import (
     DivergedError,
     TrainState,

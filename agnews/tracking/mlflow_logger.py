@@ -22,7 +22,8 @@ from typing import Any
 from agnews.config import LoggerConfig
 from agnews.results import RunStatus
 from agnews.storage import file_lock
-from agnews.tracking.tracker import RunFacts, epoch_metrics, quiet_mlflow, with_running_best
+from agnews.tracking.facts import RunFacts, epoch_metrics, with_running_best
+from agnews.tracking.tracker import quiet_mlflow
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"  # MLflow wants an artifact root; agnews logs no artifacts there

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from agnews.results import RunStatus
-from agnews.tracking.tracker import HPARAMS_METRICS, RunFacts, epoch_metrics, with_running_best
+from agnews.tracking.facts import HPARAMS_METRICS, RunFacts, epoch_metrics, with_running_best
 
 
 def _session_end_pb(status: str) -> Any:
