@@ -8,7 +8,9 @@ opened under a file lock next to it, and the launching process creates it before
 (tracking.callback). Telemetry is off unless the user set MLFLOW_DISABLE_TELEMETRY.
 
 The client API with explicit run ids is used rather than mlflow's global "active run", which would leak
-between the jobs a joblib worker runs one after another.
+between the jobs a joblib worker runs one after another. Epochs are logged asynchronously (MLflow's
+logging queue writes them from a thread): a SQLite commit takes tens of milliseconds on a busy machine,
+which the training loop need not wait for; the run's end waits for them before it marks the run ended.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class MlflowTracker:
         self.client: Any = None
         self.run_id: str | None = None
         self.step = 0
+        self.pending: list[Any] = []  # epochs being logged by MLflow's async queue
 
     def start(self, run: RunFacts) -> None:
         from mlflow.entities import Param, RunTag
@@ -121,7 +124,7 @@ class MlflowTracker:
         self.step = int(epoch["epoch"])
         now = _now_ms()
         metrics = [Metric(name, value, now, self.step) for name, value in epoch_metrics(epoch).items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        self.pending.append(self.client.log_batch(self.run_id, metrics=metrics, synchronous=False))
 
     def finish(self, results: dict[str, Any], final: dict[str, float]) -> None:
         from mlflow.entities import Metric, RunTag
@@ -132,5 +135,14 @@ class MlflowTracker:
         if results.get("error"):
             tags.append(RunTag("error", str(results["error"])[:MAX_TAG_LENGTH]))
         metrics = [Metric(name, value, now, self.step) for name, value in final.items()]
+        failure = None
+        for operation in self.pending:  # the epochs first; one that failed is reported after the run is ended
+            try:
+                operation.wait()
+            except Exception as error:
+                failure = failure or error
+        self.pending = []
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(self.run_id, status=MLFLOW_STATUS.get(status, "FAILED"))
+        if failure is not None:
+            raise failure
