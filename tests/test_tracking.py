@@ -5,6 +5,7 @@ never costs a run."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hydra import compose, initialize_config_dir
 
 from agnews.config import LoggerConfig, LoggerName, config_differences, flatten, register_configs
 from agnews.experiment import run_experiment
-from agnews.tracking.tracker import MissingExtraError
+from agnews.tracking.tracker import MissingExtraError, quiet_mlflow
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TENSORBOARD = LoggerConfig(name=LoggerName.tensorboard)
@@ -63,6 +64,15 @@ def test_the_logger_never_splits_results_or_blocks_a_resume():
     saved = {"logger": {"name": "none"}, "seed": 0}
     current = {"logger": {"name": "mlflow", "tracking_uri": "http://host:5000"}, "seed": 0}
     assert config_differences(saved, current) == []
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_set_it(monkeypatch):
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    quiet_mlflow()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")  # the user's choice stands
+    quiet_mlflow()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
 
 
 # --- a missing package ---------------------------------------------------------------------------------
