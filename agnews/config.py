@@ -57,6 +57,12 @@ class OptimizerName(StrEnum):
     adamw = "adamw"
 
 
+class LoggerName(StrEnum):
+    none = "none"
+    tensorboard = "tensorboard"  # event files in each run folder
+    mlflow = "mlflow"  # a SQLite store at the sweep root, or logger.tracking_uri
+
+
 class LrDecay(StrEnum):
     never = "never"
     # The notebook's rule: StepLR.step() after an epoch whose train accuracy beats validation accuracy.
@@ -177,12 +183,32 @@ class TrainerConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Live experiment tracking (agnews/tracking); results.json stays the record of every run."""
+
+    name: LoggerName = LoggerName.none
+    # mlflow: where runs go; null = sqlite:///<sweep folder>/mlflow.db (the run folder for a single run).
+    # A server (http://host:5000) or any other MLflow URI works, except the deprecated file store.
+    tracking_uri: str | None = None
+    experiment_name: str | None = None  # mlflow: null = the sweep folder's absolute path (one experiment per sweep)
+
+    def __post_init__(self) -> None:
+        uri = self.tracking_uri or ""
+        if uri.startswith("file:") or (uri and "://" not in uri and not uri.startswith("databricks")):
+            raise ValueError(
+                f"logger.tracking_uri={uri!r}: MLflow's file store is deprecated (MLflow 3 refuses it); "
+                "use sqlite:////abs/path/mlflow.db, a server URL, or null for <sweep>/mlflow.db"
+            )
+
+
+@dataclass
 class AppConfig:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     # Rerun into an existing run/sweep directory: skip completed runs with the same config, continue
     # killed or failed ones from their last checkpoint. Without it, an existing run is never touched.
@@ -199,6 +225,10 @@ NOT_PART_OF_THE_RUN = frozenset(
         "trainer.device",
         "trainer.num_threads",
         "data.cache_dir",
+        "logger",
+        "logger.name",
+        "logger.tracking_uri",
+        "logger.experiment_name",
     }
 )
 
@@ -224,7 +254,8 @@ def register_configs() -> None:
 
     store = ConfigStore.instance()
     store.store(name="base_config", node=AppConfig)
-    for group, schema in (("embedding", EmbeddingConfig), ("model", ModelConfig), ("optimizer", OptimizerConfig)):
+    groups = {"embedding": EmbeddingConfig, "model": ModelConfig, "optimizer": OptimizerConfig, "logger": LoggerConfig}
+    for group, schema in groups.items():
         store.store(group=f"schema/{group}", name=group, node=schema, package=group)
 
 
@@ -257,17 +288,18 @@ def unknown_keys(raw: dict[str, Any], config: Any, prefix: str = "") -> list[str
     return found
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: a plain config dict as dotted keys."""
     if not isinstance(node, dict):
         return {prefix.rstrip("."): node}
-    return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """'key: saved -> current' for every setting that differs, ignoring NOT_PART_OF_THE_RUN. A key the
     saved config lacks (a setting added to agnews since) counts as its default."""
-    defaults = _flatten(to_plain_dict(AppConfig()))
-    old, new = _flatten(saved), _flatten(current)
+    defaults = flatten(to_plain_dict(AppConfig()))
+    old, new = flatten(saved), flatten(current)
     differences = []
     for key in sorted(old.keys() | new.keys()):
         if key in NOT_PART_OF_THE_RUN:

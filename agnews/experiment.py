@@ -29,6 +29,8 @@ from agnews.devices import check_precision, select_device
 from agnews.model import build_model, count_parameters
 from agnews.results import RESULTS_FORMAT, RunStatus, read_run_results, write_run_results
 from agnews.storage import AgnewsError, claim_folder, remove_stale_temporaries, resolve_cache_dir
+from agnews.tracking.facts import RunFacts
+from agnews.tracking.tracker import Tracking
 from agnews.train import DivergedError, TrainState, can_use_sparse_embedding, evaluate, fit
 
 log = logging.getLogger(__name__)
@@ -78,9 +80,14 @@ class RunProgress:
 
 
 def run_experiment(
-    config: AppConfig, run_dir: Path, overrides: list[str] | None = None, launch_job: str | None = None
+    config: AppConfig,
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    sweep: dict[str, Any] | None = None,
+    launch_job: str | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate one configuration in `run_dir`; return its results.json content.
+    """Train and evaluate one configuration in `run_dir`; return its results.json content. `sweep` says
+    where a sweep's job belongs ({"dir", "job", "sweeper"}; results.json records it), None for a single run.
 
     The folder is claimed for the run's duration: a second command reaching it fails at once. With
     `config.resume`, a run completed there with the same config and data is returned as it is, and a
@@ -105,7 +112,7 @@ def run_experiment(
             )
             (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
             return previous
-        return _run(config, run_dir, cache_dir, overrides or [], previous, launch_job)
+        return _run(config, run_dir, cache_dir, overrides or [], previous, sweep, launch_job)
 
 
 def _run(
@@ -114,13 +121,16 @@ def _run(
     cache_dir: Path,
     overrides: list[str],
     previous: dict[str, Any] | None,
+    sweep: dict[str, Any] | None,
     launch_job: str | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    tracking = Tracking.open(config.logger)  # a missing package fails here, before anything is read
     header = {
         "format": RESULTS_FORMAT,
         "config": to_plain_dict(config),
         "overrides": list(overrides),
+        "sweep": sweep,
         "launch_job": launch_job,
         "torch_version": torch.__version__,
         "git_commit": git_commit(),
@@ -129,9 +139,10 @@ def _run(
     # A resumed run keeps the epochs it recorded, even if this attempt fails before training.
     progress = RunProgress(history=list(previous["history"]) if previous else [])
     write_run_results(run_dir, _record(header, progress, RunStatus.running))
+    tracking.start(RunFacts.of(run_dir, header, progress.history))
     status, error, metrics = RunStatus.failed, None, {}
     try:
-        metrics = _train_and_test(config, run_dir, cache_dir, header, progress, previous)
+        metrics = _train_and_test(config, run_dir, cache_dir, header, progress, previous, tracking)
         status = RunStatus.completed
     except DivergedError as caught:
         status, error = RunStatus.diverged, str(caught)
@@ -150,6 +161,7 @@ def _run(
         wall_time = time.perf_counter() - started
         results = _record(header, progress, status, error, metrics, wall_time)
         write_run_results(run_dir, results)
+        tracking.finish(results)
     (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)  # the run ended: nothing left to resume
     return results
 
@@ -220,6 +232,7 @@ def _train_and_test(
     header: dict[str, Any],
     progress: RunProgress,
     previous: dict[str, Any] | None,
+    tracking: Tracking,
 ) -> dict[str, Any]:
     """The run itself; returns the test metrics. Fills `progress` as it goes."""
     started = time.perf_counter()
@@ -257,6 +270,7 @@ def _train_and_test(
         if trainer.checkpoint:
             checkpoint.save_checkpoint(checkpoint_path, state.state_dict(), header["config"], data.key)
         write_run_results(run_dir, _record(header, progress, RunStatus.running))
+        tracking.log_epoch(state.history[-1])
 
     progress.setup_time_s = time.perf_counter() - started
     fit(state, data.train, data.val, trainer, config.optimizer, on_epoch_end)

@@ -83,6 +83,7 @@ class JobRecord:
     overrides: dict[str, str] = field(default_factory=dict)  # key -> value, '+'/'~' prefixes dropped
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    sweeper: str | None = None  # the Hydra sweeper that launched the job (its _target_); None if not recorded
 
     @property
     def job(self) -> str:
@@ -134,6 +135,7 @@ def read_job(job_dir: Path) -> JobRecord:
         return JobRecord(job_dir, RunStatus.unfinished.value, note, overrides=_hydra_overrides(job_dir))
     metrics = results.get("metrics")
     history = results.get("history")
+    sweep = results.get("sweep")
     return JobRecord(
         folder=job_dir,
         status=results["status"],
@@ -142,4 +144,5 @@ def read_job(job_dir: Path) -> JobRecord:
         overrides=parse_overrides(results.get("overrides") or []),
         metrics=metrics if isinstance(metrics, dict) else {},
         history=[epoch for epoch in history or [] if isinstance(epoch, dict)],
+        sweeper=sweep.get("sweeper") if isinstance(sweep, dict) else None,
     )

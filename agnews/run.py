@@ -4,7 +4,6 @@ converts it once to typed dataclasses, and hands them to `run_experiment`."""
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from agnews.config import ConfigError, register_configs, to_app_config
 from agnews.experiment import run_experiment
 from agnews.launch import launch_job
 from agnews.results import RunStatus
+from agnews.search import failed_objective, require_optuna
 from agnews.storage import AgnewsError
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,18 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Returns the best validation accuracy, the value a Hydra sweeper optimises (NaN if the run failed)."""
+    """Returns the best validation accuracy, the value a Hydra sweeper optimises; for a run that failed or
+    diverged, the worst value for the sweeper's direction (NaN for sweepers that ignore it)."""
     hydra_config = HydraConfig.get()
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_config.runtime.output_dir)
+    sweep = None
+    if in_sweep:
+        sweep_dir = Path(hydra_config.runtime.cwd) / hydra_config.sweep.dir  # as the launching process sees it
+        sweep = {"dir": str(sweep_dir), "job": hydra_config.job.num, "sweeper": hydra_config.sweeper.get("_target_")}
     try:
         overrides = list(hydra_config.overrides.task)
-        results = run_experiment(to_app_config(cfg), run_dir, overrides, launch_job(hydra_config))
+        results = run_experiment(to_app_config(cfg), run_dir, overrides, sweep, launch_job(hydra_config))
     except KeyboardInterrupt:
         log.error(
             "Interrupted. %s keeps the epochs finished so far: run the same command with resume=true to "
@@ -47,7 +52,7 @@ def main(cfg: DictConfig) -> float:
         # reports this one; alone, a user-fixable error is shown as its message, not a traceback.
         if in_sweep:
             log.error("Job failed: %s", error, exc_info=not isinstance(error, AgnewsError))
-            return math.nan
+            return failed_objective(hydra_config.sweeper)
         if not isinstance(error, AgnewsError):
             raise
         log.error("%s", error)
@@ -56,11 +61,14 @@ def main(cfg: DictConfig) -> float:
         print(f"Run folder: {run_dir}")
         if results["status"] != RunStatus.completed:
             sys.exit(1)
-    return float(results["metrics"].get("best_val_acc", math.nan))
+    if results["status"] != RunStatus.completed:
+        return failed_objective(hydra_config.sweeper)
+    return float(results["metrics"]["best_val_acc"])
 
 
 if __name__ == "__main__":
     if problem := missing_launcher(sys.argv[1:]):
         print(f"agnews: error: {problem}", file=sys.stderr)
         sys.exit(2)
+    require_optuna(sys.argv[1:])
     main()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from agnews.report.findings import format_table, write_markdown
 from agnews.report.plots import plot_accuracy_vs_dim, plot_val_acc_per_epoch
+from agnews.report.search import is_search, write_search_report
 from agnews.report.stats import grouping_keys, load_runs, summarize
 from agnews.report.summary_csv import report_incomplete, write_summary
 from agnews.report.sweep import find_latest_sweep, sweep_sort_key
@@ -42,8 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             incomplete = sum(report_incomplete(write_summary(sweep)) for sweep in sweeps)
             return 1 if incomplete else 0
         runs = load_runs(sweeps)
-        summary = summarize(runs)
         out = args.out or max(sweeps, key=sweep_sort_key) / "report"
+        if is_search(runs):  # trials an optimising sweeper proposed: ranked, not grouped
+            print(write_search_report(runs, out).to_string(index=False))
+            log.info("Wrote %s (report.md, report.csv and a plot) from %d trials", out, len(runs))
+            return 0
+        summary = summarize(runs)
         atomic_write_text(out / "report.csv", summary.to_csv(index=False))
         plots = [
             plot_accuracy_vs_dim(summary, out / "accuracy_vs_dim.png"),

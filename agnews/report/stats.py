@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from agnews.report.sweep import read_sweep, swept_keys
+from agnews.report.sweep import proposed_by_sweeper, read_sweep, swept_keys
 from agnews.results import JobRecord, RunStatus
 from agnews.storage import AgnewsError
 
@@ -29,6 +29,7 @@ BASELINE_KIND = "learned"  # the baseline of each group: its learned-embedding r
 RUN_COLUMNS = (
     "sweep",
     "job",
+    "searched",  # an optimising sweeper proposed its settings (report.search)
     "status",
     "error",
     "embedding",
@@ -87,6 +88,7 @@ def _row(sweep_dir: Path, job: JobRecord, keys: list[str]) -> dict[str, Any]:
     return {
         "sweep": str(sweep_dir),
         "job": job.job,
+        "searched": proposed_by_sweeper(job),
         "status": job.status,
         "error": job.error,
         "embedding": job.label("embedding") or "unknown",

@@ -12,6 +12,7 @@ from agnews.storage import AgnewsError
 
 SUMMARY_FILE = "summary.csv"
 GROUP_KEYS = ("embedding", "model", "optimizer")  # config groups: labelled by their option's name
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # runs the grid it is given
 EXPECTED = "a sweep folder such as multirun/<date>/<time>/ holding job folders 0/, 1/, ... with results.json"
 
 
@@ -115,3 +116,9 @@ def _determines(jobs: list[JobRecord], key: str, setting: str) -> bool:
     seen: dict[str | None, str] = {}
     known = [(job.label(key), value) for job in jobs if (value := job.label(setting)) is not None]
     return all(seen.setdefault(label, value) == value for label, value in known)
+
+
+def proposed_by_sweeper(job: JobRecord) -> bool:
+    """Whether an optimising sweeper (Optuna, Nevergrad, Ax) chose the job's settings: its swept values are
+    then points of a search, not levels to group runs by."""
+    return job.sweeper is not None and job.sweeper != BASIC_SWEEPER

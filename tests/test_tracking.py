@@ -1,0 +1,254 @@
+"""Tracking (logger=tensorboard / mlflow): what a run logged is read back with each tool's own reader and
+compared with the run's results.json; a failed job shows as failed; a missing package or a broken store
+never costs a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from agnews.config import LoggerConfig, LoggerName, config_differences, flatten, register_configs
+from agnews.experiment import run_experiment
+from agnews.tracking.tracker import MissingExtraError, quiet_mlflow
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+TENSORBOARD = LoggerConfig(name=LoggerName.tensorboard)
+
+
+def results_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def sweep_args(data_dir: Path, sweep_dir: Path, logger: str, launcher: str) -> list[str]:
+    """A 2-job sweep whose job 0 fails (its data folder is missing) after tracking started; job 1 completes."""
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.num_threads=1"]
+    return [
+        "--multirun",
+        f"data.dir={data_dir.parent / 'missing'},{data_dir}",
+        "data.val_fraction=0.25",
+        "trainer.epochs=2",
+        "trainer.batch_size=16",
+        "trainer.progress_bar=false",
+        f"logger={logger}",
+        f"hydra.sweep.dir={sweep_dir}",
+        *(parallel if launcher == "joblib" else []),
+    ]
+
+
+# --- configuration ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["none", "tensorboard", "mlflow"])
+def test_logger_options_compose(option):
+    from omegaconf import OmegaConf
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        config = OmegaConf.to_object(compose("config", overrides=[f"logger={option}"]))
+    assert config.logger.name == LoggerName(option)
+    assert config.logger.tracking_uri is None
+
+
+@pytest.mark.parametrize("uri", ["file:///tmp/mlruns", "/tmp/mlruns", "mlruns"])
+def test_the_deprecated_file_store_is_refused_naming_the_key(uri):
+    with pytest.raises(ValueError, match=r"logger\.tracking_uri=.*file store"):
+        LoggerConfig(name=LoggerName.mlflow, tracking_uri=uri)
+
+
+def test_the_logger_never_splits_results_or_blocks_a_resume():
+    saved = {"logger": {"name": "none"}, "seed": 0}
+    current = {"logger": {"name": "mlflow", "tracking_uri": "http://host:5000"}, "seed": 0}
+    assert config_differences(saved, current) == []
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_set_it(monkeypatch):
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    quiet_mlflow()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")  # the user's choice stands
+    quiet_mlflow()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
+
+
+# --- a missing package ---------------------------------------------------------------------------------
+
+
+def test_a_missing_package_fails_before_any_data_is_read(tmp_path, tiny_config, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ImportError
+    config = tiny_config(logger=LoggerConfig(name=LoggerName.mlflow))
+    config.data.dir = str(tmp_path / "no-such-data")  # reading data would fail with another message
+    expected = r'logger=mlflow needs the mlflow package.*pip install -e "\.\[mlflow\]"'
+    with pytest.raises(MissingExtraError, match=expected):
+        run_experiment(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["single", "sweep"])
+def test_a_missing_package_stops_the_command_before_any_job(ag_news_dir, tmp_path, cli, mode):
+    shadow = tmp_path / "shadow" / "tensorboard"  # a tensorboard whose import fails, as when it is not installed
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'tensorboard'\")\n")
+    folder = tmp_path / "out"
+    where = ["--multirun", f"hydra.sweep.dir={folder}", "seed=0,1"] if mode == "sweep" else [f"hydra.run.dir={folder}"]
+    environment = {"PYTHONPATH": str(shadow.parent)}
+    completed = cli("agnews.run", *where, f"data.dir={ag_news_dir}", "logger=tensorboard", env=environment)
+    assert completed.returncode == 2
+    assert "logger=tensorboard needs the tensorboard package" in completed.stderr
+    assert 'pip install -e ".[tensorboard]"' in completed.stderr and "Traceback" not in completed.stderr
+    assert not list(folder.rglob("results.json"))
+
+
+# --- TensorBoard ---------------------------------------------------------------------------------------
+
+
+def read_events(run_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def read_hparams(events) -> tuple[dict, int | None]:
+    """(the session's hyperparameters, its end status) from the HParams plugin's records."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    hparams, status = {}, None
+    for content in events.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.WhichOneof("data") == "session_start_info":
+            hparams = {k: getattr(v, v.WhichOneof("kind")) for k, v in data.session_start_info.hparams.items()}
+        elif data.WhichOneof("data") == "session_end_info":
+            status = data.session_end_info.status
+    return hparams, status
+
+
+def scalars(events, tag: str) -> list[tuple[int, float]]:
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_tensorboard_holds_each_jobs_curves_hparams_and_status(ag_news_dir, tmp_path, cli, launcher):
+    pytest.importorskip("tensorboard")
+    from tensorboard.plugins.hparams import api_pb2
+
+    sweep_dir = tmp_path / "sweep"
+    completed = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "tensorboard", launcher))
+    assert completed.returncode == 1, completed.stderr[-3000:]  # job 0 failed, and the sweep says so
+    results = results_of(sweep_dir / "1")
+    events = read_events(sweep_dir / "1")
+    for key, tag in (("val_acc", "val/acc"), ("train_loss", "train/loss"), ("lr", "train/lr")):
+        logged = scalars(events, tag)
+        assert [step for step, _ in logged] == [1, 2]
+        assert [value for _, value in logged] == pytest.approx([epoch[key] for epoch in results["history"]])
+    assert scalars(events, "test/acc")[0][1] == pytest.approx(results["metrics"]["test_acc"])
+    assert scalars(events, "model/parameters")[0][1] == results["num_parameters"]
+    hparams, status = read_hparams(events)
+    assert status == api_pb2.STATUS_SUCCESS
+    flat = flatten(results["config"])
+    assert hparams["seed"] == 0 and hparams["model.hidden_size"] == flat["model.hidden_size"]
+    assert hparams["data.dir"] == str(ag_news_dir) and hparams["optimizer.name"] == flat["optimizer.name"]
+
+    failed = read_events(sweep_dir / "0")  # tracking started before its data read failed
+    assert results_of(sweep_dir / "0")["status"] == "failed"
+    assert read_hparams(failed)[1] == api_pb2.STATUS_FAILURE
+    assert "failed" in str(failed.Tensors("status/text_summary")[0].tensor_proto.string_val[0])
+
+
+def test_a_resumed_run_logs_each_epoch_once(tmp_path, tiny_config, killed_run):
+    pytest.importorskip("tensorboard")
+    config = tiny_config(trainer={"epochs": 3}, logger=TENSORBOARD)
+    run_dir = tmp_path / "run"
+    killed_run(config, run_dir, epochs_done=1)
+    config.resume = True
+    results = run_experiment(config, run_dir)
+    assert results["resumed_after_epoch"] == 1
+    logged = scalars(read_events(run_dir), "val/acc")
+    assert [step for step, _ in logged] == [1, 2, 3]
+    assert [value for _, value in logged] == pytest.approx([epoch["val_acc"] for epoch in results["history"]])
+
+
+def test_tracking_cost_is_measured_and_logged(tmp_path, tiny_config, caplog):
+    pytest.importorskip("tensorboard")
+    caplog.set_level("INFO", logger="agnews.tracking.tracker")
+    run_experiment(tiny_config(logger=TENSORBOARD), tmp_path / "run")
+    line = next(record.getMessage() for record in caplog.records if record.getMessage().startswith("Tracking"))
+    assert "s to start" in line and "ms per epoch" in line and "% of an epoch" in line
+    assert scalars(read_events(tmp_path / "run"), "perf/tracking_s_per_epoch")[0][1] > 0
+
+
+# --- MLflow --------------------------------------------------------------------------------------------
+
+
+def mlflow_client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_mlflow_holds_one_run_per_job_in_the_sweeps_experiment(ag_news_dir, tmp_path, cli, launcher):
+    pytest.importorskip("mlflow")
+    sweep_dir = tmp_path / "sweep"
+    completed = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "mlflow", launcher), timeout=400)
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    client = mlflow_client(f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(str(sweep_dir))
+    runs = {run.data.tags["job"]: run for run in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == ["0", "1"]
+
+    good, results = runs["1"], results_of(sweep_dir / "1")
+    assert good.info.status == "FINISHED" and good.data.tags["status"] == "completed"
+    config = flatten(results["config"])
+    assert good.data.params == {key: v if isinstance(v, str) else json.dumps(v) for key, v in config.items()}
+    history = client.get_metric_history(good.info.run_id, "val/acc")
+    assert [(m.step, m.value) for m in history] == [(e["epoch"], e["val_acc"]) for e in results["history"]]
+    assert good.data.metrics["test/acc"] == pytest.approx(results["metrics"]["test_acc"])
+    assert good.data.metrics["model/parameters"] == results["num_parameters"]
+    tags = good.data.tags
+    assert tags["sweep"] == str(sweep_dir) and tags["run_dir"] == str(sweep_dir / "1")
+    assert tags["git_commit"] == results["git_commit"]
+    assert f"data.dir={ag_news_dir}" in tags["overrides"]
+    assert good.info.run_name == tags["mlflow.runName"] and "logger=mlflow" not in good.info.run_name
+    assert f"data.dir={ag_news_dir}" in good.info.run_name
+
+    failed = runs["0"]
+    assert failed.info.status == "FAILED" and failed.data.tags["status"] == "failed"
+    assert "missing" in failed.data.tags["error"]
+
+
+def test_a_broken_store_costs_a_warning_not_the_run(tmp_path, tiny_config, caplog):
+    pytest.importorskip("mlflow")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be\n")
+    logger = LoggerConfig(name=LoggerName.mlflow, tracking_uri=f"sqlite:///{blocker / 'mlflow.db'}")
+    results = run_experiment(tiny_config(logger=logger), tmp_path / "run")
+    assert results["status"] == "completed" and results_of(tmp_path / "run")["status"] == "completed"
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert any("mlflow tracking failed at start" in message for message in warnings)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_its_mlflow_run(tmp_path, tiny_config, killed_run):
+    pytest.importorskip("mlflow")
+    config = tiny_config(trainer={"epochs": 3}, logger=LoggerConfig(name=LoggerName.mlflow))
+    run_dir = tmp_path / "run"
+    killed_run(config, run_dir, epochs_done=1)
+    client = mlflow_client(f"sqlite:///{run_dir / 'mlflow.db'}")
+    (killed,) = client.search_runs([client.get_experiment_by_name(str(run_dir)).experiment_id])
+    assert killed.info.status == "KILLED" and killed.data.tags["status"] == "interrupted"
+
+    config.resume = True
+    results = run_experiment(config, run_dir)
+    (resumed,) = client.search_runs([client.get_experiment_by_name(str(run_dir)).experiment_id])
+    assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    history = client.get_metric_history(resumed.info.run_id, "val/acc")
+    assert [(m.step, m.value) for m in history] == [(e["epoch"], e["val_acc"]) for e in results["history"]]
