@@ -9,6 +9,7 @@ import os
 # each other and make the suite 10x slower. Set before torch is imported; subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import csv
 import functools
 import http.server
 import socket
@@ -164,6 +165,36 @@ def tiny_config(ag_news_dir: Path, config_factory) -> Callable[..., Any]:
 def ag_news_csv() -> Callable[..., None]:
     """ag_news_csv(path, rows_per_class, seed): write an AG-News-format CSV of topic-word rows."""
     return write_ag_news_csv
+
+
+def _sweep_args(data_dir: Path, sweep_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--multirun",
+        f"data.dir={data_dir}",
+        "data.val_fraction=0.25",
+        "trainer.epochs=1",
+        "trainer.batch_size=16",
+        "trainer.progress_bar=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def sweep_args() -> Callable[..., list[str]]:
+    """sweep_args(data_dir, sweep_dir, *extra): a multirun command's arguments for tiny 1-epoch jobs."""
+    return _sweep_args
+
+
+def _read_summary(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def read_summary() -> Callable[[Path], list[dict]]:
+    """read_summary(sweep_dir): summary.csv's rows as dicts of strings."""
+    return _read_summary
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Beyond one process: the launcher presets under conf/hydra/launcher/, a sweep on a local Ray cluster,
 and a job that submitit requeues after a preemption continuing its own run."""
 
-import csv
 import json
 import os
 import signal
@@ -71,11 +70,6 @@ def test_a_launcher_whose_extra_is_missing_names_the_extra(monkeypatch):
     assert missing_launcher(["hydra/launcher=basic", "seed=1"]) is None
 
 
-def read_summary(sweep_dir: Path) -> list[dict]:
-    with open(sweep_dir / "summary.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def read_results(job_dir: Path) -> dict | None:
     try:
         return json.loads((job_dir / "results.json").read_text())
@@ -87,22 +81,19 @@ def read_results(job_dir: Path) -> dict | None:
 
 
 @pytest.mark.slow
-def test_a_sweep_on_a_local_ray_cluster_writes_complete_jobs_and_the_summary(ag_news_dir, tmp_path, cli):
+def test_a_sweep_on_a_local_ray_cluster_writes_complete_jobs_and_the_summary(
+    ag_news_dir, tmp_path, cli, read_summary, sweep_args
+):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the ray extra (pip install -e '.[ray]')")
     sweep_dir = tmp_path / "sweep"
-    args = [
-        "--multirun",
+    args = sweep_args(
+        ag_news_dir,
+        sweep_dir,
         "hydra/launcher=ray_local",
         "hydra.launcher.ray.init.num_cpus=2",
         "trainer.num_threads=1",  # one CPU per job: both jobs run at once
-        f"data.dir={ag_news_dir}",
-        "data.val_fraction=0.25",
-        "trainer.epochs=1",
-        "trainer.batch_size=16",
-        "trainer.progress_bar=false",
-        f"hydra.sweep.dir={sweep_dir}",
         "seed=0,1",
-    ]
+    )
     done = cli("agnews.run", *args, env={"RAY_AUTH_MODE": "disabled"}, timeout=240)  # no token in ~/.ray
     assert done.returncode == 0, done.stderr[-3000:]
     rows = read_summary(sweep_dir)
@@ -125,7 +116,9 @@ def test_a_sweep_on_a_local_ray_cluster_writes_complete_jobs_and_the_summary(ag_
 
 
 @pytest.mark.slow
-def test_a_requeued_job_continues_its_own_run_and_a_new_launch_still_refuses(tmp_path, make_ag_news, repo, cli):
+def test_a_requeued_job_continues_its_own_run_and_a_new_launch_still_refuses(
+    tmp_path, make_ag_news, repo, cli, read_summary
+):
     data_dir = make_ag_news("data", train_per_class=400, test_per_class=50)  # about a second per epoch
     sweep_dir, job_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
     args = [

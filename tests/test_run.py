@@ -74,24 +74,6 @@ def test_fine_tuning_never_changes_the_glove_matrix_later_jobs_start_from(
     assert [e["train_loss"] for e in second["history"]] == [e["train_loss"] for e in first["history"]]
 
 
-def sweep_args(ag_news_dir: Path, sweep_dir: Path) -> list[str]:
-    return [
-        "--multirun",
-        f"data.dir={ag_news_dir}",
-        "data.val_fraction=0.25",
-        "trainer.epochs=1",
-        "trainer.batch_size=16",
-        "trainer.progress_bar=false",
-        f"hydra.sweep.dir={sweep_dir}",
-        "seed=0,1",
-    ]
-
-
-def read_summary(sweep_dir: Path) -> list[dict]:
-    with open(sweep_dir / "summary.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "launcher",
@@ -102,9 +84,9 @@ def read_summary(sweep_dir: Path) -> list[dict]:
     ],
     ids=["basic", "joblib", "submitit_local"],
 )
-def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, launcher, cli):
+def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, launcher, cli, read_summary, sweep_args):
     sweep_dir = tmp_path / "sweep"
-    completed = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir), *launcher)
+    completed = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "seed=0,1"), *launcher)
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = read_summary(sweep_dir)
     assert [(row["seed"], row["status"]) for row in rows] == [("0", "completed"), ("1", "completed")]
@@ -125,9 +107,9 @@ def test_bad_override_exits_non_zero_with_hydras_message(ag_news_dir, tmp_path, 
 
 
 @pytest.mark.slow
-def test_failed_job_is_recorded_and_the_sweep_goes_on(ag_news_dir, tmp_path, cli):
+def test_failed_job_is_recorded_and_the_sweep_goes_on(ag_news_dir, tmp_path, cli, read_summary, sweep_args):
     sweep_dir = tmp_path / "sweep"
-    args = [arg for arg in sweep_args(ag_news_dir, sweep_dir) if not arg.startswith(("data.dir", "seed"))]
+    args = [arg for arg in sweep_args(ag_news_dir, sweep_dir) if not arg.startswith("data.dir")]
     completed = cli("agnews.run", *args, f"data.dir={tmp_path / 'missing'},{ag_news_dir}")
     assert completed.returncode == 1
     rows = read_summary(sweep_dir)

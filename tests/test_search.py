@@ -49,11 +49,6 @@ def search_args(ag_news_dir, tmp_path, topic_words):
     return make
 
 
-def read_summary(sweep_dir: Path) -> list[dict]:
-    with open(sweep_dir / "summary.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def load_study(sweep_dir: Path):
     import optuna
 
@@ -71,7 +66,7 @@ def recorded_value(job_dir: Path, key: str):
 
 
 @pytest.mark.slow
-def test_a_rerun_adds_trials_to_the_study_in_new_job_folders(tmp_path, cli, search_args):
+def test_a_rerun_adds_trials_to_the_study_in_new_job_folders(tmp_path, cli, search_args, read_summary):
     pytest.importorskip("optuna")
     sweep_dir = tmp_path / "search"
     first = cli("agnews.run", *search_args(sweep_dir, 3))
@@ -110,7 +105,7 @@ def test_a_rerun_adds_trials_to_the_study_in_new_job_folders(tmp_path, cli, sear
 
 
 @pytest.mark.slow
-def test_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path, cli, search_args):
+def test_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path, cli, search_args, read_summary):
     pytest.importorskip("optuna")
     sweep_dir = tmp_path / "search"
     # every batch's median loss exceeds this threshold, so every trial diverges

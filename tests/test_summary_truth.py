@@ -26,24 +26,6 @@ from agnews.storage import AgnewsError, FolderBusyError, claim_folder
 from agnews.train import DIVERGENCE_WINDOW, DivergedError, DivergenceMonitor
 
 
-def read_summary(sweep_dir: Path) -> list[dict]:
-    with open(sweep_dir / "summary.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def sweep_args(data_dir: Path, sweep_dir: Path, *extra: str) -> list[str]:
-    return [
-        "--multirun",
-        f"data.dir={data_dir}",
-        "data.val_fraction=0.25",
-        "trainer.epochs=1",
-        "trainer.batch_size=16",
-        "trainer.progress_bar=false",
-        f"hydra.sweep.dir={sweep_dir}",
-        *extra,
-    ]
-
-
 @pytest.fixture
 def hold_claim(repo):
     """hold_claim(folder): another process that holds `folder`'s claim until the test ends."""
@@ -83,7 +65,9 @@ def test_a_claimed_folder_refuses_a_second_process_and_frees_when_it_dies(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_second_command_into_a_busy_folder_fails_before_hydra_writes_there(ag_news_dir, tmp_path, cli, hold_claim):
+def test_a_second_command_into_a_busy_folder_fails_before_hydra_writes_there(
+    ag_news_dir, tmp_path, cli, hold_claim, sweep_args
+):
     sweep_dir, run_dir = tmp_path / "sweep", tmp_path / "run"
     hold_claim(sweep_dir)
     hold_claim(run_dir)
@@ -98,7 +82,9 @@ def test_a_second_command_into_a_busy_folder_fails_before_hydra_writes_there(ag_
 
 
 @pytest.mark.slow
-def test_two_sweeps_started_together_into_one_folder_lose_nothing(ag_news_dir, tmp_path, repo):
+def test_two_sweeps_started_together_into_one_folder_lose_nothing(
+    ag_news_dir, tmp_path, repo, read_summary, sweep_args
+):
     sweep_dir = tmp_path / "sweep"
     command = [sys.executable, "-m", "agnews.run"]
     started = [
@@ -147,7 +133,7 @@ def test_default_run_and_sweep_folders_do_not_collide_within_a_second(repo):
     ids=["reordered seeds", "other embedding"],
 )
 def test_a_resume_whose_jobs_differ_from_the_folder_is_refused_untouched(
-    ag_news_dir, tmp_path, cli, first, second, named
+    ag_news_dir, tmp_path, cli, first, second, named, sweep_args
 ):
     sweep_dir = tmp_path / "sweep"
     assert cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, *first)).returncode == 0
@@ -163,20 +149,18 @@ def test_a_resume_whose_jobs_differ_from_the_folder_is_refused_untouched(
     assert [path.name for path in changed] in ([], [".agnews.owner"])  # only the claim's note of who held it
 
 
-def test_summary_labels_come_from_results_json_even_when_hydra_files_lie(ag_news_dir, tmp_path, tiny_config):
+def test_summary_labels_come_from_results_json_even_when_hydra_files_lie(
+    ag_news_dir, tmp_path, tiny_config, read_summary
+):
     sweep_dir = tmp_path / "sweep"
     for job, seed in enumerate((0, 1)):
         run_experiment(tiny_config(seed=seed, trainer={"epochs": 1}), sweep_dir / str(job), [f"seed={seed}"])
         (sweep_dir / str(job) / ".hydra").mkdir()
         # What Hydra leaves when a later, refused command reached the folder.
         (sweep_dir / str(job) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={7 + job}"]))
-    rows = read_summary_after(write_summary, sweep_dir)
+    write_summary(sweep_dir)
+    rows = read_summary(sweep_dir)
     assert [row["seed"] for row in rows] == ["0", "1"]
-
-
-def read_summary_after(write, sweep_dir: Path) -> list[dict]:
-    write(sweep_dir)
-    return read_summary(sweep_dir)
 
 
 # --- 3. a summary step that cannot read a job says so ---------------------------------------------------
@@ -187,7 +171,9 @@ def launch_config(sweep_dir: Path):
     return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}, "overrides": {"task": []}, "sweeper": {}}})
 
 
-def test_a_corrupt_results_json_is_listed_as_unreadable_and_fails_the_sweep(ag_news_dir, tmp_path, tiny_config, cli):
+def test_a_corrupt_results_json_is_listed_as_unreadable_and_fails_the_sweep(
+    ag_news_dir, tmp_path, tiny_config, cli, read_summary
+):
     sweep_dir = tmp_path / "sweep"
     for job in range(2):
         run_experiment(tiny_config(seed=job, trainer={"epochs": 1}), sweep_dir / str(job), [f"seed={job}"])
@@ -214,7 +200,9 @@ def test_a_summary_that_cannot_be_written_fails_the_sweep(ag_news_dir, tmp_path,
 
 
 @pytest.mark.slow
-def test_the_summary_rebuilt_while_a_job_runs_lists_it_as_running(make_ag_news, tmp_path, repo, cli):
+def test_the_summary_rebuilt_while_a_job_runs_lists_it_as_running(
+    make_ag_news, tmp_path, repo, cli, read_summary, sweep_args
+):
     data_dir = make_ag_news("data", train_per_class=400, test_per_class=50)  # about a second per epoch
     sweep_dir = tmp_path / "sweep"
     args = [*sweep_args(data_dir, sweep_dir), "trainer.epochs=1,30"]  # job 0 ends at once, job 1 runs on
@@ -416,7 +404,9 @@ def test_ctrl_c_records_an_interrupted_run_that_resumes(make_ag_news, tmp_path, 
 
 
 @pytest.mark.slow
-def test_resuming_a_sweep_with_a_corrupt_results_json_lists_it_unreadable_and_fails(ag_news_dir, tmp_path, cli):
+def test_resuming_a_sweep_with_a_corrupt_results_json_lists_it_unreadable_and_fails(
+    ag_news_dir, tmp_path, cli, read_summary, sweep_args
+):
     sweep_dir = tmp_path / "sweep"
     assert cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "seed=0,1")).returncode == 0
     corrupt = '{"format": "agnews-results/1", "status": '
@@ -428,7 +418,7 @@ def test_resuming_a_sweep_with_a_corrupt_results_json_lists_it_unreadable_and_fa
     assert (sweep_dir / "1" / "results.json").read_text() == corrupt  # left for the user to look at
 
 
-def test_settings_swept_on_purpose_are_columns_even_if_they_do_not_change_results(tmp_path, tiny_config):
+def test_settings_swept_on_purpose_are_columns_even_if_they_do_not_change_results(tmp_path, tiny_config, read_summary):
     sweep_dir = tmp_path / "sweep"
     for job, threads in enumerate((1, 2)):
         config = tiny_config(trainer={"epochs": 1, "num_threads": threads})

@@ -14,7 +14,8 @@ from hydra import compose, initialize_config_dir
 
 from agnews.config import LoggerConfig, LoggerName, config_differences, flatten, register_configs
 from agnews.experiment import run_experiment
-from agnews.tracking.tracker import MissingExtraError, quiet_mlflow
+from agnews.tracking.mlflow_logger import quiet_mlflow
+from agnews.tracking.tracker import MissingExtraError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TENSORBOARD = LoggerConfig(name=LoggerName.tensorboard)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ from agnews.config import LoggerConfig
 from agnews.results import RunStatus
 from agnews.storage import file_lock
 from agnews.tracking.facts import RunFacts, epoch_metrics, with_running_best
-from agnews.tracking.tracker import quiet_mlflow
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"  # MLflow wants an artifact root; agnews logs no artifacts there
@@ -36,6 +36,11 @@ MLFLOW_STATUS = {
     RunStatus.interrupted: "KILLED",
 }
 MAX_TAG_LENGTH = 5000  # MLflow's limit for tag values is 8000 characters
+
+
+def quiet_mlflow() -> None:
+    """No MLflow usage telemetry unless the user asked for it; set before mlflow is imported, which reads it."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def tracking_uri(config: LoggerConfig, store_dir: Path) -> str:

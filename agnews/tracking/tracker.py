@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Any, Protocol
 from agnews.config import LoggerConfig, LoggerName
 from agnews.storage import AgnewsError
 from agnews.tracking.facts import RunFacts, final_metrics, is_number
+from agnews.tracking.mlflow_logger import MlflowTracker, quiet_mlflow
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,6 @@ REQUIRED_MODULES = {
 
 class MissingExtraError(AgnewsError):
     """The chosen logger's package is not installed."""
-
-
-def quiet_mlflow() -> None:
-    """No MLflow usage telemetry unless the user asked for it; set before mlflow is imported, which reads it."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def require_packages(name: LoggerName) -> None:
@@ -68,8 +63,6 @@ def make_tracker(name: LoggerName, config: LoggerConfig) -> Tracker:
         from agnews.tracking.tensorboard_logger import TensorBoardTracker
 
         return TensorBoardTracker()
-    from agnews.tracking.mlflow_logger import MlflowTracker
-
     return MlflowTracker(config)
 
 
