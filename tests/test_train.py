@@ -1,12 +1,21 @@
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from agnews.config import OptimizerConfig, OptimizerName, TrainerConfig
+from agnews.config import OptimizerConfig, OptimizerName, Pooling, TrainerConfig
 from agnews.data.text import EncodedTexts
 from agnews.devices import select_device
 from agnews.model import LSTMClassifier
-from agnews.train import build_optimizer, can_use_sparse_embedding, clip_gradients, train_one_epoch
+from agnews.train import (
+    DIVERGENCE_WINDOW,
+    build_optimizer,
+    can_use_sparse_embedding,
+    clip_gradients,
+    train_one_epoch,
+)
 
 
 def random_texts(count: int, vocab_size: int, seed: int) -> EncodedTexts:
@@ -69,3 +78,39 @@ def test_device_selection():
     assert select_device("auto").type in {"cpu", "cuda", "mps"}
     with pytest.raises(Exception, match="not a torch device"):
         select_device("gpu-please")
+
+
+HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+
+def test_a_training_step_never_waits_for_the_device(monkeypatch):
+    """agnews' own code reads values back from the device only at divergence checks (one per window of
+    DIVERGENCE_WINDOW batches) and at the epoch's end, never once per step: on a GPU each read would stall
+    the host until the step finished."""
+    reads = []
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if f"{os.sep}agnews{os.sep}" in caller and f"{os.sep}tests{os.sep}" not in caller:
+                reads.append((_name, caller))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    data = random_texts(480, 500, seed=1)
+    model = LSTMClassifier(500, 16, 8, 4, pooling=Pooling.max, bidirectional=True)
+    config = OptimizerConfig()
+    trainer = TrainerConfig(batch_size=4, progress_bar=False, log_interval=10_000)
+    steps = 480 // 4
+    train_one_epoch(
+        model,
+        data,
+        build_optimizer(model, config),
+        trainer,
+        config.grad_clip,
+        torch.device("cpu"),
+        np.random.default_rng(0),
+    )
+    windows = -(-steps // DIVERGENCE_WINDOW)
+    assert 0 < len(reads) <= windows + 2, reads  # one read per window, loss and accuracy at the end
