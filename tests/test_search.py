@@ -121,6 +121,7 @@ def test_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path, cli, searc
 @pytest.mark.slow
 @pytest.mark.parametrize("problem", ["folder the study does not know", "test split"])
 def test_a_search_that_would_go_wrong_is_refused_before_any_trial(tmp_path, cli, search_args, problem):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra (pip install -e '.[optuna]')")
     sweep_dir = tmp_path / "search"
     extra = ["data.validation=test"] if problem == "test split" else []
     if problem == "folder the study does not know":  # job folders left, but the study's storage is gone
