@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from hydra import compose, initialize_config_dir
 
 from agnews.config import LoggerConfig, LoggerName, config_differences, flatten, register_configs
 from agnews.experiment import run_experiment
+from agnews.tracking.callback import unreachable_server
 from agnews.tracking.mlflow_logger import quiet_mlflow
 from agnews.tracking.tracker import MissingExtraError
 
@@ -59,6 +62,31 @@ def test_logger_options_compose(option):
 def test_the_deprecated_file_store_is_refused_naming_the_key(uri):
     with pytest.raises(ValueError, match=r"logger\.tracking_uri=.*file store"):
         LoggerConfig(name=LoggerName.mlflow, tracking_uri=uri)
+
+
+def test_an_unreachable_server_is_named_and_a_listening_one_is_not(unreachable_url):
+    assert "cannot connect to 127.0.0.1" in unreachable_server(unreachable_url)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert unreachable_server(f"http://127.0.0.1:{server.getsockname()[1]}") is None
+    assert unreachable_server("sqlite:////tmp/mlflow.db") is None and unreachable_server("databricks") is None
+
+
+@pytest.mark.slow
+def test_an_unreachable_mlflow_server_stops_the_command_at_once(ag_news_dir, tmp_path, cli, unreachable_url):
+    pytest.importorskip("mlflow")
+    started = time.monotonic()
+    where = f"hydra.run.dir={tmp_path / 'run'}"
+    completed = cli(
+        "agnews.run", where, f"data.dir={ag_news_dir}", "logger=mlflow", f"logger.tracking_uri={unreachable_url}"
+    )
+    # MLflow's client alone would retry for about two minutes before the run went on untracked.
+    assert time.monotonic() - started < 60
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert f"logger.tracking_uri={unreachable_url}: cannot connect" in completed.stderr
+    assert "logger=none" in completed.stderr
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_the_logger_never_splits_results_or_blocks_a_resume():

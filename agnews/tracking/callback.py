@@ -1,14 +1,17 @@
 """The Hydra callback (conf/config.yaml: hydra.callbacks.tracking) that readies tracking in the launching
-process, before any job runs: a logger whose package is missing stops the command with one line naming
-the extra, and a sweep's MLflow store is created once, so that parallel jobs only ever open an existing
-one (creating it concurrently breaks it; see mlflow_logger)."""
+process, before any job runs: a logger whose package is missing, or an MLflow server that cannot be
+reached, stops the command with one line naming what to do, and a sweep's MLflow store is created once,
+so that parallel jobs only ever open an existing one (creating it concurrently breaks it; see
+mlflow_logger)."""
 
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +20,10 @@ from agnews.config import LoggerConfig, LoggerName
 from agnews.tracking.tracker import MissingExtraError, require_packages
 
 log = logging.getLogger(__name__)
+
+# How long the launching command waits for an MLflow server to accept a connection. MLflow's own client
+# retries a refused connection for about two minutes before each job would give up and run untracked.
+CONNECT_TIMEOUT_S = 5
 
 
 def logger_config(config: DictConfig) -> LoggerConfig | None:
@@ -51,6 +58,30 @@ def _check(logger: LoggerConfig | None) -> None:
     try:
         require_packages(logger.name)
     except MissingExtraError as error:
-        # Hydra turns an exception in a callback into a warning and goes on; SystemExit stops it.
-        print(f"agnews: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _stop(str(error))
+    if logger.name is LoggerName.mlflow and logger.tracking_uri:
+        problem = unreachable_server(logger.tracking_uri)
+        if problem:
+            _stop(
+                f"logger.tracking_uri={logger.tracking_uri}: {problem}; start the MLflow server or correct the "
+                "URI, or track into the sweep folder (logger.tracking_uri=null) or not at all (logger=none)"
+            )
+
+
+def unreachable_server(uri: str) -> str | None:
+    """Why an http(s) tracking server cannot be reached (None when it accepts a connection, or for other URIs)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            return None
+    except OSError as error:
+        return f"cannot connect to {parts.hostname}:{port} ({error.strerror or error})"
+
+
+def _stop(message: str) -> None:
+    # Hydra turns an exception in a callback into a warning and goes on; SystemExit stops it.
+    print(f"agnews: error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None
