@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from agnews.config import AppConfig, config_differences, to_app_config, to_plain_dict
-from agnews.results import RESULTS_FILE, read_run_results
+from agnews.results import BASIC_SWEEPER, RESULTS_FILE, read_run_results
 from agnews.storage import AgnewsError, FolderClaim, claim_folder
 
 log = logging.getLogger(__name__)
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 LAUNCH_ID = "AGNEWS_LAUNCH_ID"  # the key in hydra.job.env_set (so also an environment variable in jobs)
 CHECKPOINT_FILE = "checkpoint.pt"  # checkpoint.CHECKPOINT_FILE, named here to keep torch out of the launcher
 MAX_LISTED = 8
@@ -51,7 +50,7 @@ class FolderGuard(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
-        app = _refuse_on_error(lambda: to_app_config(_without_hydra(config)))
+        app = _refuse_on_error(lambda: to_app_config(without_hydra(config)))
         self._claim = _refuse_on_error(
             lambda: claim_folder(run_dir, "run directory", "choose another with hydra.run.dir=PATH")
         )
@@ -78,7 +77,7 @@ class FolderGuard(Callback):
             swept = " ".join(overrides[index] for index in varying)
             label = f"job {job_dir.name}" + (f" ({swept})" if swept else "")
             try:
-                app = to_app_config(_without_hydra(job_config))
+                app = to_app_config(without_hydra(job_config))
             except AgnewsError as error:
                 problems.append(f"{label}: {error}")
                 continue
@@ -118,6 +117,14 @@ def _mark_launch(config: DictConfig) -> None:
         config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{LAUNCH_ID}={uuid.uuid4().hex[:16]}")
 
 
+def launch_id(config: DictConfig) -> str | None:
+    """The id _mark_launch gave the launch whose command's whole config is `config`; None if it has none."""
+    prefix = f"++hydra.job.env_set.{LAUNCH_ID}="
+    overrides = OmegaConf.select(config, "hydra.overrides.hydra", default=None) or []
+    marks = [str(item).removeprefix(prefix) for item in overrides if str(item).startswith(prefix)]
+    return marks[-1] if marks else None
+
+
 def launch_job(hydra_config: DictConfig) -> str | None:
     """'<launch id>/<job number>' inside a job of a multirun launch; None outside one."""
     launch_id = hydra_config.job.env_set.get(LAUNCH_ID)
@@ -146,7 +153,7 @@ def _compose_job(config: DictConfig, overrides: list[str], number: int) -> DictC
     return job_config
 
 
-def _without_hydra(config: DictConfig) -> DictConfig:
+def without_hydra(config: DictConfig) -> DictConfig:
     """The config the job's task function will get: Hydra's own node removed, as run_job does."""
     task = copy.deepcopy(config)
     with read_write(task), open_dict(task):

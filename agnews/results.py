@@ -74,6 +74,10 @@ def read_run_results(run_dir: Path) -> dict[str, Any] | None:
     return results
 
 
+# Hydra's grid sweeper; any other sweeper (Optuna, Nevergrad, Ax) proposes its jobs' settings itself.
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
 @dataclass(frozen=True)
 class JobRecord:
     folder: Path
@@ -84,6 +88,7 @@ class JobRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     sweeper: str | None = None  # the Hydra sweeper that launched the job (its _target_); None if not recorded
+    launch_job: str | None = None  # '<launch id>/<job number>' of the multirun launch that ran it, if recorded
 
     @property
     def job(self) -> str:
@@ -145,4 +150,5 @@ def read_job(job_dir: Path) -> JobRecord:
         metrics=metrics if isinstance(metrics, dict) else {},
         history=[epoch for epoch in history or [] if isinstance(epoch, dict)],
         sweeper=sweep.get("sweeper") if isinstance(sweep, dict) else None,
+        launch_job=results.get("launch_job") if isinstance(results.get("launch_job"), str) else None,
     )

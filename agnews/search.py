@@ -119,6 +119,9 @@ class StudyCallback(Callback):
                 "data.validation=test would make the search choose its trials on the test split; "
                 "use data.validation=held_out (the default)"
             )
+        n_trials = sweeper.get("n_trials")
+        if isinstance(n_trials, int) and n_trials < 1:
+            _refuse(f"hydra.sweeper.n_trials={n_trials}: a search needs at least one trial")
         path = sqlite_path(sweeper.get("storage"))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder of its file
@@ -126,6 +129,8 @@ class StudyCallback(Callback):
         continuing = _continue_job_numbers()
         first = start if continuing else 0
         _check_folder(Path(config.hydra.sweep.dir), first, sweeper)
+        if start:
+            _check_same_settings(config, Path(config.hydra.sweep.dir), set(sweeper.get("params") or {}))
         if start:
             log.info("Continuing study %s (%d trials so far): jobs from %d on", sweeper.get("study_name"), start, first)
 
@@ -144,6 +149,35 @@ def _check_folder(sweep_dir: Path, first: int, sweeper: DictConfig) -> None:
         f"that {study} does not count as its trials, and new trials would be numbered into them; nothing was "
         "launched. Choose another hydra.sweep.dir, or restore the study's storage."
     )
+
+
+def _check_same_settings(config: DictConfig, sweep_dir: Path, searched: set[str]) -> None:
+    """Refuse to add trials whose fixed settings (all but the searched ones) differ from those the study's
+    earlier trials recorded: their accuracies would not be comparable, yet the study would rank them together."""
+    from agnews.config import ConfigError, config_differences, to_app_config, to_plain_dict
+    from agnews.launch import without_hydra
+    from agnews.results import read_job
+
+    jobs = sorted((child for child in sweep_dir.glob("*/") if child.name.isdigit()), key=lambda child: int(child.name))
+    earlier = next((job for job in map(read_job, jobs) if job.config), None)
+    if earlier is None:
+        return
+    try:
+        current = to_plain_dict(to_app_config(without_hydra(config)))
+    except ConfigError:
+        return  # each trial reports its config error
+    differences = [
+        difference
+        for difference in config_differences(earlier.config, current)
+        if difference.partition(":")[0] not in searched
+    ]
+    if differences:
+        _refuse(
+            f"this command's settings differ from those of the study's earlier trials in {sweep_dir} (job "
+            f"{earlier.job}: {'; '.join(differences[:5])}), so its trials would not be comparable with theirs; "
+            "nothing was launched. Rerun with the earlier settings (only hydra.sweeper.n_trials and how jobs run "
+            "may change), or start another study in another hydra.sweep.dir."
+        )
 
 
 def _refuse(message: str) -> None:

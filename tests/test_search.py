@@ -118,21 +118,58 @@ def test_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path, cli, searc
     assert [trial.value for trial in study.trials] == [-math.inf, -math.inf]
 
 
+REFUSALS = {  # problem: (extra arguments, trials, what the message says)
+    "folder the study does not know": ([], 1, "already holds job folders 0"),
+    "test split": (["data.validation=test"], 1, "choose its trials on the test split"),
+    "no trials": ([], 0, "hydra.sweeper.n_trials=0: a search needs at least one trial"),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("problem", ["folder the study does not know", "test split"])
+@pytest.mark.parametrize("problem", REFUSALS)
 def test_a_search_that_would_go_wrong_is_refused_before_any_trial(tmp_path, cli, search_args, problem):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra (pip install -e '.[optuna]')")
     sweep_dir = tmp_path / "search"
-    extra = ["data.validation=test"] if problem == "test split" else []
+    extra, trials, expected = REFUSALS[problem]
     if problem == "folder the study does not know":  # job folders left, but the study's storage is gone
         (sweep_dir / "0").mkdir(parents=True)
         (sweep_dir / "0" / "results.json").write_text("{}")
-    completed = cli("agnews.run", *search_args(sweep_dir, 1, *extra))
+    completed = cli("agnews.run", *search_args(sweep_dir, trials, *extra))
     assert completed.returncode == 2
-    expected = "already holds job folders 0" if problem != "test split" else "choose its trials on the test split"
     assert expected in completed.stderr and "Traceback" not in completed.stderr
     assert not (sweep_dir / "optuna.db").exists()
     assert not (sweep_dir / "1").exists() and not (sweep_dir / "summary.csv").exists()
+
+
+@pytest.mark.slow
+def test_trials_with_other_fixed_settings_never_join_the_study(tmp_path, cli, search_args):
+    pytest.importorskip("optuna")
+    sweep_dir = tmp_path / "search"
+    assert cli("agnews.run", *search_args(sweep_dir, 1)).returncode == 0
+    refused = cli("agnews.run", *search_args(sweep_dir, 1, "seed=1"))  # another seed: not the same search
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "differ from those of the study's earlier trials" in refused.stderr and "seed: 0 -> 1" in refused.stderr
+    assert len(load_study(sweep_dir).trials) == 1 and not (sweep_dir / "1").exists()
+    # how the jobs run is not part of the search
+    again = cli("agnews.run", *search_args(sweep_dir, 1, "trainer.num_threads=1"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(load_study(sweep_dir).trials) == 2
+
+
+@pytest.mark.slow
+def test_a_trial_an_earlier_command_left_unfinished_does_not_fail_later_commands(
+    tmp_path, cli, search_args, read_summary
+):
+    pytest.importorskip("optuna")
+    sweep_dir = tmp_path / "search"
+    assert cli("agnews.run", *search_args(sweep_dir, 1)).returncode == 0
+    results_file = sweep_dir / "0" / "results.json"
+    killed = {**json.loads(results_file.read_text()), "status": "running"}  # as a SIGKILL mid-trial leaves it
+    results_file.write_text(json.dumps(killed))
+    again = cli("agnews.run", *search_args(sweep_dir, 1))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Trials of earlier commands that did not complete (jobs 0)" in again.stdout + again.stderr
+    assert [(row["job"], row["status"]) for row in read_summary(sweep_dir)] == [("0", "running"), ("1", "completed")]
 
 
 BLOCK_IMPORTS = """

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
+from agnews.launch import launch_id
 from agnews.report.sweep import SUMMARY_FILE, read_sweep, swept_keys
-from agnews.results import JobRecord, RunStatus
+from agnews.results import BASIC_SWEEPER, JobRecord, RunStatus
 from agnews.storage import AgnewsError, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,13 @@ def declared_sweep_keys(config: Any) -> list[str]:
     return sorted(swept | {str(key).lstrip("+~") for key in params})
 
 
+def earlier_launches(jobs: list[JobRecord], this_launch: str | None) -> list[JobRecord]:
+    """The jobs that recorded another launch than `this_launch` (jobs recording none are not among them)."""
+    if this_launch is None:
+        return []
+    return [job for job in jobs if job.launch_job and job.launch_job.partition("/")[0] != this_launch]
+
+
 class SummaryCallback(Callback):
     """Hydra callback (conf/config.yaml: hydra.callbacks.summary) writing summary.csv when a multirun ends.
     It runs in the launching process, with every launcher. If any job did not complete, or summary.csv
@@ -85,5 +94,16 @@ class SummaryCallback(Callback):
         except AgnewsError as error:
             log.error("summary.csv: %s", error)
             raise SystemExit(1) from None
+        if OmegaConf.select(config, "hydra.sweeper._target_", default=BASIC_SWEEPER) != BASIC_SWEEPER:
+            # An optimising sweeper runs new trials and never reruns a study's earlier ones: a trial an earlier
+            # command left unfinished is listed, but only this command's trials decide its exit status.
+            earlier = earlier_launches(jobs, launch_id(config))
+            if unfinished := [job.job for job in earlier if job.status != RunStatus.completed]:
+                log.warning(
+                    "Trials of earlier commands that did not complete (jobs %s) stay in %s and in the study",
+                    ", ".join(unfinished),
+                    SUMMARY_FILE,
+                )
+            jobs = [job for job in jobs if job not in earlier]
         if report_incomplete(jobs):
             raise SystemExit(1)

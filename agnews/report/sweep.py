@@ -7,12 +7,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from agnews.config import NOT_PART_OF_THE_RUN
-from agnews.results import RESULTS_FILE, JobRecord, read_job
+from agnews.results import BASIC_SWEEPER, RESULTS_FILE, JobRecord, read_job
 from agnews.storage import AgnewsError
 
 SUMMARY_FILE = "summary.csv"
 GROUP_KEYS = ("embedding", "model", "optimizer")  # config groups: labelled by their option's name
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # runs the grid it is given
 EXPECTED = "a sweep folder such as multirun/<date>/<time>/ holding job folders 0/, 1/, ... with results.json"
 
 
