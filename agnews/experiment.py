@@ -79,6 +79,11 @@ class RunProgress:
     resumed_after_epoch: int | None = None
 
 
+class Terminated(BaseException):
+    """Raised in a run when its process receives SIGTERM (kill, timeout, docker stop, Slurm's scancel), so
+    that the run records itself as interrupted and keeps its checkpoint, as for Ctrl-C."""
+
+
 def run_experiment(
     config: AppConfig,
     run_dir: Path,
@@ -149,6 +154,9 @@ def _run(
         log.error("Run diverged: %s", caught)
     except KeyboardInterrupt:
         status, error = RunStatus.interrupted, "interrupted (Ctrl-C)"
+        raise
+    except Terminated:
+        status, error = RunStatus.interrupted, "stopped by SIGTERM (kill, timeout, docker stop or scancel)"
         raise
     except SystemExit as caught:  # how submitit stops a job that it requeues
         status = RunStatus.interrupted

@@ -3,9 +3,14 @@ converts it once to typed dataclasses, and hands them to `run_experiment`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,7 +19,7 @@ from omegaconf import DictConfig
 
 from agnews.cluster import missing_launcher, register_resolvers
 from agnews.config import ConfigError, register_configs, to_app_config
-from agnews.experiment import run_experiment
+from agnews.experiment import Terminated, run_experiment
 from agnews.launch import launch_job
 from agnews.results import RunStatus
 from agnews.search import failed_objective, require_optuna
@@ -24,6 +29,24 @@ log = logging.getLogger(__name__)
 
 register_configs()
 register_resolvers()
+
+
+@contextlib.contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` while a run trains, unless someone else already handles SIGTERM (submitit
+    does, to requeue a job) or this is not the main thread (where Python runs signal handlers)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -39,14 +62,16 @@ def main(cfg: DictConfig) -> float:
         sweep = {"dir": str(sweep_dir), "job": hydra_config.job.num, "sweeper": hydra_config.sweeper.get("_target_")}
     try:
         overrides = list(hydra_config.overrides.task)
-        results = run_experiment(to_app_config(cfg), run_dir, overrides, sweep, launch_job(hydra_config))
-    except KeyboardInterrupt:
+        with sigterm_stops_the_run():
+            results = run_experiment(to_app_config(cfg), run_dir, overrides, sweep, launch_job(hydra_config))
+    except (KeyboardInterrupt, Terminated) as stopped:
         log.error(
-            "Interrupted. %s keeps the epochs finished so far: run the same command with resume=true to "
-            "continue from the last one.",
+            "%s. %s keeps the epochs finished so far: run the same command with resume=true to continue from "
+            "the last one.",
+            "Stopped by SIGTERM" if isinstance(stopped, Terminated) else "Interrupted",
             run_dir,
         )
-        sys.exit(130)
+        sys.exit(143 if isinstance(stopped, Terminated) else 130)
     except Exception as error:
         # results.json already says failed. In a sweep, the other jobs still run and the summary callback
         # reports this one; alone, a user-fixable error is shown as its message, not a traceback.
@@ -71,4 +96,12 @@ if __name__ == "__main__":
         print(f"agnews: error: {problem}", file=sys.stderr)
         sys.exit(2)
     require_optuna(sys.argv[1:])
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C reaching the launching process of a parallel sweep (joblib, Ray)
+        print(
+            "agnews: interrupted: the jobs keep the epochs they finished; run the same command with resume=true "
+            "to continue them",
+            file=sys.stderr,
+        )
+        sys.exit(130)
