@@ -126,7 +126,7 @@ def test_gpu_check_says_there_is_no_gpu_and_exits_0(ag_news_dir, capsys):
     assert "No CUDA device here" in capsys.readouterr().out
 
 
-def test_gpu_check_measures_real_runs_when_told_to_use_the_cpu(ag_news_dir, capsys):
+def test_gpu_check_measures_real_runs_when_told_to_use_the_cpu(ag_news_dir, capsys, isolated_cache):
     argv = ["--gpu-check", "--json", "--glove-rows", "300", f"data.dir={ag_news_dir}", "trainer.device=cpu"]
     assert main([*argv, "trainer.batch_size=16", "data.val_fraction=0.25"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -141,3 +141,4 @@ def test_gpu_check_measures_real_runs_when_told_to_use_the_cpu(ag_news_dir, caps
     for row in result["rows"]:
         if row["status"] == "completed":
             assert row["epochs"] >= 1 and row["samples_per_s"] > 0 and 0 <= row["test_acc"] <= 1
+    assert not list(isolated_cache.rglob("*300d*"))  # the synthetic GloVe's cache went with its temporary file
