@@ -23,8 +23,6 @@ from agnews.storage import AgnewsError, atomic_write
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint.pt"
-MODEL_FILE = "model.pt"
 CHECKPOINT_FORMAT = "agnews-checkpoint/1"
 MODEL_FORMAT = "agnews-model/1"
 CHECKSUM_KEY = "sha256"

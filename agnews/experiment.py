@@ -27,7 +27,15 @@ from agnews.data.prepare import data_key, prepare_data
 from agnews.data.text import Vocab
 from agnews.devices import check_precision, select_device
 from agnews.model import build_model, count_parameters
-from agnews.results import RESULTS_FORMAT, RunStatus, read_run_results, write_run_results
+from agnews.results import (
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    RESULTS_FORMAT,
+    VOCAB_FILE,
+    RunStatus,
+    read_run_results,
+    write_run_results,
+)
 from agnews.storage import AgnewsError, claim_folder, remove_stale_temporaries, resolve_cache_dir
 from agnews.tracking.facts import RunFacts
 from agnews.tracking.tracker import Tracking
@@ -115,7 +123,7 @@ def run_experiment(
                 run_dir,
                 100 * previous["metrics"]["test_acc"],
             )
-            (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
+            (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
             return previous
         return _run(config, run_dir, cache_dir, overrides or [], previous, sweep, launch_job)
 
@@ -170,7 +178,7 @@ def _run(
         results = _record(header, progress, status, error, metrics, wall_time)
         write_run_results(run_dir, results)
         tracking.finish(results)
-    (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)  # the run ended: nothing left to resume
+    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # the run ended: nothing left to resume
     return results
 
 
@@ -204,7 +212,7 @@ def _previous_run(run_dir: Path, config: AppConfig) -> dict[str, Any] | None:
     """What an earlier run left in run_dir (its results), or None; refuses to touch it unless resuming
     the same config."""
     previous = read_run_results(run_dir)
-    if previous is None and not (run_dir / checkpoint.CHECKPOINT_FILE).exists():
+    if previous is None and not (run_dir / CHECKPOINT_FILE).exists():
         return None
     status = previous["status"] if previous else "killed before its first results"
     if status == RunStatus.running:
@@ -256,7 +264,7 @@ def _train_and_test(
     if previous is not None:
         _check_same_data(previous, data.key, run_dir)
     progress.data = {"key": data.key, "vocab_sha256": data.vocab.digest}
-    data.vocab.save(run_dir / "vocab.txt")
+    data.vocab.save(run_dir / VOCAB_FILE)
     matrix = prepare_embedding(config.embedding, data.vocab, cache_dir, config.seed, trainer.progress_bar)
     if matrix is not None:
         progress.embedding_coverage = {"found": matrix.found, "total": matrix.total}
@@ -268,7 +276,7 @@ def _train_and_test(
     log.info("Model: %d parameters (%d trainable) on %s", *count_parameters(model), device)
 
     state = TrainState(model, config.optimizer, trainer, device, config.seed)
-    checkpoint_path = run_dir / checkpoint.CHECKPOINT_FILE
+    checkpoint_path = run_dir / CHECKPOINT_FILE
     if config.resume and checkpoint_path.exists():
         state.load_state_dict(checkpoint.load_checkpoint(checkpoint_path, header["config"], data.key, device))
         progress.resumed_after_epoch = len(state.history)
@@ -285,7 +293,7 @@ def _train_and_test(
     progress.history = list(state.history)
     model.load_state_dict(state.best_state)
     checkpoint.save_model(
-        run_dir / checkpoint.MODEL_FILE,
+        run_dir / MODEL_FILE,
         header["config"],
         state.best_state,
         state.best_epoch,

@@ -26,13 +26,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from agnews.config import AppConfig, config_differences, to_app_config, to_plain_dict
-from agnews.results import BASIC_SWEEPER, RESULTS_FILE, read_run_results
+from agnews.results import BASIC_SWEEPER, CHECKPOINT_FILE, RESULTS_FILE, read_run_results
 from agnews.storage import AgnewsError, FolderClaim, claim_folder
 
 log = logging.getLogger(__name__)
 
 LAUNCH_ID = "AGNEWS_LAUNCH_ID"  # the key in hydra.job.env_set (so also an environment variable in jobs)
-CHECKPOINT_FILE = "checkpoint.pt"  # checkpoint.CHECKPOINT_FILE, named here to keep torch out of the launcher
 MAX_LISTED = 8
 
 

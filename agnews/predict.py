@@ -33,7 +33,7 @@ from agnews.data.batches import Batches, equal_length_batches
 from agnews.data.text import Vocab, decode_utf8, encode, tokenize_all
 from agnews.devices import select_device
 from agnews.model import LSTMClassifier, build_model
-from agnews.results import read_run_results
+from agnews.results import MODEL_FILE, RUN_FILES, VOCAB_FILE, read_run_results
 from agnews.storage import AgnewsError, atomic_write_text
 from agnews.tables import text_table
 
@@ -76,7 +76,7 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     if not run_dir.is_dir():
         what = "is not a folder" if run_dir.exists() else "does not exist"
         raise AgnewsError(f"run directory {run_dir} {what}; pass the folder of one run (outputs/DATE/TIME)")
-    model_path = run_dir / checkpoint.MODEL_FILE
+    model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
         raise AgnewsError(_no_model_message(run_dir))
     torch_device = select_device(device)
@@ -90,7 +90,7 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     except (OmegaConfBaseException, ValueError) as error:
         raise AgnewsError(f"{model_path}: its config does not fit this version of agnews ({error})") from error
 
-    vocab = Vocab.load(run_dir / "vocab.txt")
+    vocab = Vocab.load(run_dir / VOCAB_FILE)
     state = content["state_dict"]
     rows = state["embedding.weight"].shape[0]
     if len(vocab) != rows:
@@ -128,19 +128,19 @@ def _no_model_message(run_dir: Path) -> str:
     try:
         results = read_run_results(run_dir)
     except AgnewsError as error:
-        return f"{run_dir} has no {checkpoint.MODEL_FILE}, and its results.json is unreadable ({error})"
+        return f"{run_dir} has no {MODEL_FILE}, and its results.json is unreadable ({error})"
     if results is not None:
         status = results.get("status")
         hint = _NO_MODEL_HINTS.get(status, "rerun it")
         error = f" ({results['error']})" if results.get("error") else ""
-        return f"{run_dir} has no {checkpoint.MODEL_FILE}: its results.json says status {status!r}{error}; {hint}"
-    jobs = sorted(path.parent.name for path in run_dir.glob(f"*/{checkpoint.MODEL_FILE}"))
+        return f"{run_dir} has no {MODEL_FILE}: its results.json says status {status!r}{error}; {hint}"
+    jobs = sorted(path.parent.name for path in run_dir.glob(f"*/{MODEL_FILE}"))
     if jobs:
         return (
-            f"{run_dir} has no {checkpoint.MODEL_FILE}: it looks like a sweep folder; pass one of its job "
+            f"{run_dir} has no {MODEL_FILE}: it looks like a sweep folder; pass one of its job "
             f"folders, e.g. {run_dir / jobs[0]}"
         )
-    return f"{run_dir} has no {checkpoint.MODEL_FILE} and no results.json: it is not a run directory"
+    return f"{run_dir} has no {MODEL_FILE} and no results.json: it is not a run directory"
 
 
 def read_lines(source: str) -> list[str]:
@@ -231,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for number, text in enumerate(texts, start=1):
                 if not text.strip():
                     raise AgnewsError(f"text {number} on the command line is empty")
+        _check_out(args.out, args.run_dir, args.file)
         predictor = load_predictor(args.run_dir, args.device)
         probabilities = predictor.predict(texts)
         if true_labels is not None:
@@ -255,6 +256,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_out(out: Path | None, run_dir: Path, input_file: str | None) -> None:
+    """Refuse an --out that would overwrite the run's own files or the input being read."""
+    if out is None:
+        return
+    target = out.resolve()
+    if target.parent == run_dir.resolve() and target.name in RUN_FILES:
+        raise AgnewsError(f"--out {out} would overwrite the run's own {target.name}; write the predictions elsewhere")
+    if input_file not in (None, "-") and target == Path(input_file).resolve():
+        raise AgnewsError(f"--out {out} is the input file --file reads; write the predictions elsewhere")
 
 
 if __name__ == "__main__":

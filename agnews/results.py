@@ -25,8 +25,14 @@ import yaml
 
 from agnews.storage import AgnewsError, atomic_write_text
 
+# The files of a run folder. checkpoint.py writes the two .pt files; their names live here, without torch,
+# for the launcher and predict.
 RESULTS_FILE = "results.json"
 HISTORY_FILE = "history.csv"
+VOCAB_FILE = "vocab.txt"
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+RUN_FILES = frozenset({RESULTS_FILE, HISTORY_FILE, VOCAB_FILE, MODEL_FILE, CHECKPOINT_FILE, "run.log"})
 RESULTS_FORMAT = "agnews-results/1"
 
 # Flat snake_case per-epoch metrics, in history.csv column order.

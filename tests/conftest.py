@@ -219,13 +219,14 @@ def killed_run(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     in place); `launch_job` as run_experiment takes it."""
     from agnews import checkpoint
     from agnews.experiment import run_experiment
+    from agnews.results import CHECKPOINT_FILE
 
     def leave(config: Any, run_dir: Path, epochs_done: int, launch_job: str | None = None) -> None:
         real_save = checkpoint.save
 
         def save_then_die(path, content):
             real_save(path, content)
-            if path.name == checkpoint.CHECKPOINT_FILE and len(content["history"]) == epochs_done:
+            if path.name == CHECKPOINT_FILE and len(content["history"]) == epochs_done:
                 raise KeyboardInterrupt
 
         with monkeypatch.context() as patch:

@@ -164,6 +164,17 @@ def test_file_with_one_text_per_line_writes_csv(last_run, tmp_path):
         np.testing.assert_allclose([float(row[name]) for name in COLUMNS[3:]], probabilities, atol=1e-6)
 
 
+@pytest.mark.parametrize("target", ["results.json", "model.pt", "vocab.txt", "the input"])
+def test_out_never_overwrites_the_run_or_the_input(last_run, tmp_path, capsys, target):
+    source = tmp_path / "texts.txt"
+    source.write_text("Troops leave the embassy\n", encoding="utf-8")
+    out = source if target == "the input" else last_run / target
+    before = out.read_bytes()
+    assert main([str(last_run), "--file", str(source), "--out", str(out)]) == 2
+    assert "write the predictions elsewhere" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
 @pytest.mark.parametrize("as_csv", ["by extension", "--csv"])
 def test_ag_news_csv_input_reports_labels_and_accuracy(runs, data_dir, tmp_path, capsys, caplog, as_csv):
     run_dir, _, _ = runs[Pooling.max]

@@ -16,6 +16,7 @@ from agnews import checkpoint, experiment
 from agnews.config import OptimizerConfig, OptimizerName, Precision
 from agnews.devices import check_precision
 from agnews.experiment import run_experiment
+from agnews.results import CHECKPOINT_FILE, MODEL_FILE
 from agnews.storage import AgnewsError
 
 
@@ -23,10 +24,10 @@ def test_resumed_run_computes_what_an_uninterrupted_one_does(
     ag_news_dir, tmp_path, monkeypatch, tiny_config, killed_run
 ):
     uninterrupted = run_experiment(tiny_config(trainer={"epochs": 3}), tmp_path / "whole")
-    assert not (tmp_path / "whole" / checkpoint.CHECKPOINT_FILE).exists()  # removed once the run ended
+    assert not (tmp_path / "whole" / CHECKPOINT_FILE).exists()  # removed once the run ended
 
     killed_run(tiny_config(trainer={"epochs": 3}), tmp_path / "killed", epochs_done=2)
-    assert (tmp_path / "killed" / checkpoint.CHECKPOINT_FILE).exists()
+    assert (tmp_path / "killed" / CHECKPOINT_FILE).exists()
     resumed = run_experiment(replace(tiny_config(trainer={"epochs": 3}), resume=True), tmp_path / "killed")
 
     assert resumed["status"] == "completed" and resumed["resumed_after_epoch"] == 2
@@ -85,7 +86,7 @@ def test_checkpoint_from_another_config_is_refused_not_loaded(tmp_path, tiny_con
 
 def test_corrupt_checkpoint_gets_a_clear_error(tmp_path, tiny_config, killed_run):
     killed_run(tiny_config(trainer={"epochs": 3}), tmp_path / "run", epochs_done=1)
-    path = tmp_path / "run" / checkpoint.CHECKPOINT_FILE
+    path = tmp_path / "run" / CHECKPOINT_FILE
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(AgnewsError, match=r"checkpoint\.pt cannot be read.*delete it"):
         run_experiment(replace(tiny_config(trainer={"epochs": 3}), resume=True), tmp_path / "run")
@@ -127,7 +128,7 @@ def test_bfloat16_autocast_trains_or_is_refused_with_the_reason(tmp_path, tiny_c
 
 def test_best_model_file_loads_safely(ag_news_dir, tmp_path, tiny_config):
     results = run_experiment(tiny_config(trainer={"epochs": 2}), tmp_path / "run")
-    saved = torch.load(tmp_path / "run" / checkpoint.MODEL_FILE, weights_only=True)
+    saved = torch.load(tmp_path / "run" / MODEL_FILE, weights_only=True)
     assert saved["format"] == checkpoint.MODEL_FORMAT and saved["best_epoch"] == results["metrics"]["best_epoch"]
     assert saved["config"] == results["config"]
 
@@ -184,7 +185,7 @@ def test_sweep_killed_with_sigkill_resumes_to_every_job_complete_once(tmp_path, 
 def test_a_checkpoint_written_before_checksums_and_data_keys_still_resumes(tmp_path, tiny_config, killed_run):
     run_dir = tmp_path / "run"
     killed_run(tiny_config(trainer={"epochs": 3}), run_dir, epochs_done=1)
-    path = run_dir / checkpoint.CHECKPOINT_FILE
+    path = run_dir / CHECKPOINT_FILE
     content = torch.load(path, weights_only=True)
     for added_later in ("sha256", "data_key"):
         del content[added_later]

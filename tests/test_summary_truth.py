@@ -17,11 +17,11 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from agnews import checkpoint
 from agnews.config import OptimizerConfig, OptimizerName
 from agnews.experiment import run_experiment
 from agnews.predict import load_predictor
 from agnews.report.summary_csv import SummaryCallback, write_summary
+from agnews.results import CHECKPOINT_FILE, MODEL_FILE
 from agnews.storage import AgnewsError, FolderBusyError, claim_folder
 from agnews.train import DIVERGENCE_WINDOW, DivergedError, DivergenceMonitor
 
@@ -295,7 +295,7 @@ def test_resume_on_changed_data_is_refused_and_keeps_the_recorded_epochs(
 
     recorded = json.loads((run_dir / "results.json").read_text())
     assert len(recorded["history"]) == 2 and (run_dir / "history.csv").read_text() == history_csv
-    assert (run_dir / checkpoint.CHECKPOINT_FILE).exists()  # still there to resume on the original data
+    assert (run_dir / CHECKPOINT_FILE).exists()  # still there to resume on the original data
 
 
 def test_a_completed_run_is_not_skipped_as_done_on_other_data(ag_news_dir, tmp_path, tiny_config):
@@ -312,7 +312,7 @@ def test_a_failed_resume_keeps_the_recorded_epochs(tmp_path, tiny_config, killed
     run_dir = tmp_path / "run"
     killed_run(tiny_config(trainer={"epochs": 4}), run_dir, epochs_done=2)
     history_csv = (run_dir / "history.csv").read_text()
-    path = run_dir / checkpoint.CHECKPOINT_FILE
+    path = run_dir / CHECKPOINT_FILE
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(AgnewsError, match="cannot be read"):
         run_experiment(tiny_config(trainer={"epochs": 4}, resume=True), run_dir)
@@ -338,7 +338,7 @@ def flip_a_tensor_byte(path: Path) -> None:
 def test_checkpoints_with_a_flipped_tensor_byte_are_refused(tmp_path, tiny_config, killed_run):
     run_dir = tmp_path / "run"
     killed_run(tiny_config(trainer={"epochs": 3}), run_dir, epochs_done=1)
-    flip_a_tensor_byte(run_dir / checkpoint.CHECKPOINT_FILE)
+    flip_a_tensor_byte(run_dir / CHECKPOINT_FILE)
     with pytest.raises(AgnewsError, match=r"checkpoint\.pt is damaged: its content does not match the checksum"):
         run_experiment(tiny_config(trainer={"epochs": 3}, resume=True), run_dir)
 
@@ -357,7 +357,7 @@ def test_predict_refuses_a_damaged_model_or_another_runs_vocab(tmp_path, tiny_co
         load_predictor(run_dir)
     vocab.write_text(original)
 
-    flip_a_tensor_byte(run_dir / checkpoint.MODEL_FILE)
+    flip_a_tensor_byte(run_dir / MODEL_FILE)
     with pytest.raises(AgnewsError, match=r"model\.pt is damaged"):
         load_predictor(run_dir)
 
@@ -394,7 +394,7 @@ def test_a_stopped_run_records_itself_interrupted_and_resumes(
         text=True,
     )
     deadline = time.monotonic() + 120
-    while not (run_dir / checkpoint.CHECKPOINT_FILE).exists():
+    while not (run_dir / CHECKPOINT_FILE).exists():
         assert run.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     run.send_signal(stop)
@@ -403,7 +403,7 @@ def test_a_stopped_run_records_itself_interrupted_and_resumes(
     assert "Traceback" not in output and "run the same command with resume=true" in output
     recorded = json.loads((run_dir / "results.json").read_text())
     assert recorded["status"] == "interrupted" and len(recorded["history"]) >= 1
-    assert recorded["error"].startswith(error) and (run_dir / checkpoint.CHECKPOINT_FILE).exists()
+    assert recorded["error"].startswith(error) and (run_dir / CHECKPOINT_FILE).exists()
 
     resumed = cli("agnews.run", *args, "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-2000:]

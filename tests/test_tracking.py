@@ -266,10 +266,11 @@ def test_a_broken_store_costs_a_warning_not_the_run(tmp_path, tiny_config, caplo
 
 
 @pytest.mark.slow
-def test_a_resumed_run_continues_its_mlflow_run(tmp_path, tiny_config, killed_run):
+@pytest.mark.parametrize("folder", ["run", "it's run"])  # a quote cannot go into MLflow's filter strings
+def test_a_resumed_run_continues_its_mlflow_run(tmp_path, tiny_config, killed_run, folder):
     pytest.importorskip("mlflow")
     config = tiny_config(trainer={"epochs": 3}, logger=LoggerConfig(name=LoggerName.mlflow))
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path / folder
     killed_run(config, run_dir, epochs_done=1)
     client = mlflow_client(f"sqlite:///{run_dir / 'mlflow.db'}")
     (killed,) = client.search_runs([client.get_experiment_by_name(str(run_dir)).experiment_id])

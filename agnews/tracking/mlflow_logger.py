@@ -16,6 +16,7 @@ which the training loop need not wait for; the run's end waits for them before i
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -36,6 +37,13 @@ MLFLOW_STATUS = {
     RunStatus.interrupted: "KILLED",
 }
 MAX_TAG_LENGTH = 5000  # MLflow's limit for tag values is 8000 characters
+
+
+RUN_KEY_TAG = "agnews.run_key"  # which run folder an MLflow run belongs to, for resume
+
+
+def run_key(run_dir: Path) -> str:
+    return hashlib.sha256(str(Path(run_dir).absolute()).encode()).hexdigest()[:32]
 
 
 def quiet_mlflow() -> None:
@@ -101,7 +109,7 @@ class MlflowTracker:
         self.step = len(run.history)
         earlier = self._earlier_run(experiment_id, run.run_dir)
         if earlier is None:  # a new run: its params once (a resumed run's differ only in resume=true)
-            tags = {**run.tags(), "mlflow.source.git.commit": run.git_commit or ""}
+            tags = {**run.tags(), RUN_KEY_TAG: run_key(run.run_dir), "mlflow.source.git.commit": run.git_commit or ""}
             self.run_id = self.client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
             params = [Param(key, _param_text(value)) for key, value in run.params().items()]
             for start in range(0, len(params), 100):  # log_batch takes at most 100 params
@@ -117,10 +125,10 @@ class MlflowTracker:
                 self.log_epoch(epoch)
 
     def _earlier_run(self, experiment_id: str, run_dir: Path) -> str | None:
-        """The run an earlier attempt in this run folder created (resume=true), or None."""
-        if "'" in str(run_dir):
-            return None  # not expressible in a filter string; the resumed attempt gets a run of its own
-        found = self.client.search_runs([experiment_id], filter_string=f"tags.run_dir = '{run_dir}'", max_results=1)
+        """The run an earlier attempt in this run folder created (resume=true), or None. Found by a hash of
+        the folder's path: a path may hold quotes, which MLflow's filter strings cannot."""
+        key = f"tags.{RUN_KEY_TAG} = '{run_key(run_dir)}'"
+        found = self.client.search_runs([experiment_id], filter_string=key, max_results=1)
         return found[0].info.run_id if found else None
 
     def log_epoch(self, epoch: dict[str, Any]) -> None:
