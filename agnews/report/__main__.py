@@ -45,8 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = load_runs(sweeps)
         out = args.out or max(sweeps, key=sweep_sort_key) / "report"
         if is_search(runs):  # trials an optimising sweeper proposed: ranked, not grouped
-            print(write_search_report(runs, out).to_string(index=False))
-            log.info("Wrote %s (report.md, report.csv and a plot) from %d trials", out, len(runs))
+            table, written = write_search_report(runs, out)
+            print(table.to_string(index=False))
+            log.info("Wrote %s (%s) from %d trials", out, ", ".join(written), len(runs))
             return 0
         summary = summarize(runs)
         atomic_write_text(out / "report.csv", summary.to_csv(index=False))
@@ -54,13 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             plot_accuracy_vs_dim(summary, out / "accuracy_vs_dim.png"),
             plot_val_acc_per_epoch(runs, grouping_keys(runs), out / "val_acc_per_epoch.png"),
         ]
-        write_markdown(summary, runs, out / "report.md", [plot for plot in plots if plot is not None])
+        plots = [plot for plot in plots if plot is not None]
+        write_markdown(summary, runs, out / "report.md", plots)
     except AgnewsError as error:
         hint = " (pass --out DIR to write the report elsewhere)" if "cannot write" in str(error) else ""
         print(f"{parser.prog}: error: {error}{hint}", file=sys.stderr)
         return 2
     print(format_table(summary).to_string(index=False))
-    log.info("Wrote %s (report.md, report.csv and plots) from %d runs", out, len(runs))
+    written = ["report.md", "report.csv", *(plot.name for plot in plots)]
+    log.info("Wrote %s (%s) from %d runs", out, ", ".join(written), len(runs))
     return 0
 
 

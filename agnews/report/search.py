@@ -123,16 +123,16 @@ def render_search_markdown(ranked: pd.DataFrame, keys: Sequence[str], plots: Seq
     return "\n".join(lines) + "\n"
 
 
-def write_search_report(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
+def write_search_report(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, list[str]]:
     """report.csv (every trial, ranked), report.md and val_acc_per_trial.png in `out`; returns the
-    display table of the best trials."""
+    display table of the best trials and the names of the files written."""
     keys = trial_keys(runs)
     ranked = rank_trials(runs)
     columns = ["trial", *keys, "status", "best_val_acc", "test_acc", "epochs", "epoch_time_s", "error"]
     atomic_write_text(out / "report.csv", ranked[columns].to_csv(index=False))
     plot = plot_val_acc_per_trial(ranked, out / "val_acc_per_trial.png")
     atomic_write_text(out / "report.md", render_search_markdown(ranked, keys, [plot] if plot else []))
-    return format_trials(ranked.head(TOP_TRIALS), keys)
+    return format_trials(ranked.head(TOP_TRIALS), keys), ["report.md", "report.csv", *([plot.name] if plot else [])]
 
 
 def plot_val_acc_per_trial(ranked: pd.DataFrame, path: Path) -> Path | None:
