@@ -142,7 +142,9 @@ def test_a_search_that_would_go_wrong_is_refused_before_any_trial(tmp_path, cli,
 
 
 @pytest.mark.slow
-def test_trials_with_other_fixed_settings_never_join_the_study(tmp_path, cli, search_args):
+def test_a_rerun_refuses_other_settings_and_is_not_failed_by_an_earlier_unfinished_trial(
+    tmp_path, cli, search_args, read_summary
+):
     pytest.importorskip("optuna")
     sweep_dir = tmp_path / "search"
     assert cli("agnews.run", *search_args(sweep_dir, 1)).returncode == 0
@@ -150,26 +152,15 @@ def test_trials_with_other_fixed_settings_never_join_the_study(tmp_path, cli, se
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "differ from those of the study's earlier trials" in refused.stderr and "seed: 0 -> 1" in refused.stderr
     assert len(load_study(sweep_dir).trials) == 1 and not (sweep_dir / "1").exists()
-    # how the jobs run is not part of the search
-    again = cli("agnews.run", *search_args(sweep_dir, 1, "trainer.num_threads=1"))
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert len(load_study(sweep_dir).trials) == 2
 
-
-@pytest.mark.slow
-def test_a_trial_an_earlier_command_left_unfinished_does_not_fail_later_commands(
-    tmp_path, cli, search_args, read_summary
-):
-    pytest.importorskip("optuna")
-    sweep_dir = tmp_path / "search"
-    assert cli("agnews.run", *search_args(sweep_dir, 1)).returncode == 0
     results_file = sweep_dir / "0" / "results.json"
     killed = {**json.loads(results_file.read_text()), "status": "running"}  # as a SIGKILL mid-trial leaves it
     results_file.write_text(json.dumps(killed))
-    again = cli("agnews.run", *search_args(sweep_dir, 1))
+    again = cli("agnews.run", *search_args(sweep_dir, 1, "trainer.num_threads=1"))  # how jobs run may change
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Trials of earlier commands that did not complete (jobs 0)" in again.stdout + again.stderr
     assert [(row["job"], row["status"]) for row in read_summary(sweep_dir)] == [("0", "running"), ("1", "completed")]
+    assert len(load_study(sweep_dir).trials) == 2
 
 
 BLOCK_IMPORTS = """
