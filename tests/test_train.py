@@ -26,20 +26,18 @@ def random_texts(count: int, vocab_size: int, seed: int) -> EncodedTexts:
     return EncodedTexts(token_ids=token_ids, offsets=offsets, labels=rng.integers(0, 4, size=count))
 
 
+def train_epoch(model: LSTMClassifier, data: EncodedTexts, **trainer: object) -> None:
+    """One epoch on the CPU with the notebook's SGD (lr 5, clip 0.1)."""
+    config = OptimizerConfig()
+    settings = TrainerConfig(progress_bar=False, **trainer)
+    optimizer = build_optimizer(model, config)
+    train_one_epoch(model, data, optimizer, settings, config.grad_clip, torch.device("cpu"), np.random.default_rng(0))
+
+
 def train_copy(sparse: bool, data: EncodedTexts) -> LSTMClassifier:
     torch.manual_seed(0)
     model = LSTMClassifier(500, 16, 8, 4, sparse_embedding=sparse)
-    config = OptimizerConfig()  # the notebook's SGD: lr 5, clip 0.1
-    trainer = TrainerConfig(batch_size=16, progress_bar=False)
-    train_one_epoch(
-        model,
-        data,
-        build_optimizer(model, config),
-        trainer,
-        config.grad_clip,
-        torch.device("cpu"),
-        np.random.default_rng(0),
-    )
+    train_epoch(model, data, batch_size=16)
     return model
 
 
@@ -100,17 +98,7 @@ def test_a_training_step_never_waits_for_the_device(monkeypatch):
         monkeypatch.setattr(torch.Tensor, name, counting)
     data = random_texts(480, 500, seed=1)
     model = LSTMClassifier(500, 16, 8, 4, pooling=Pooling.max, bidirectional=True)
-    config = OptimizerConfig()
-    trainer = TrainerConfig(batch_size=4, progress_bar=False, log_interval=10_000)
     steps = 480 // 4
-    train_one_epoch(
-        model,
-        data,
-        build_optimizer(model, config),
-        trainer,
-        config.grad_clip,
-        torch.device("cpu"),
-        np.random.default_rng(0),
-    )
+    train_epoch(model, data, batch_size=4, log_interval=10_000)
     windows = -(-steps // DIVERGENCE_WINDOW)
     assert 0 < len(reads) <= windows + 2, reads  # one read per window, loss and accuracy at the end
