@@ -131,7 +131,6 @@ class StudyCallback(Callback):
         _check_folder(Path(config.hydra.sweep.dir), first, sweeper)
         if start:
             _check_same_settings(config, Path(config.hydra.sweep.dir), set(sweeper.get("params") or {}))
-        if start:
             log.info("Continuing study %s (%d trials so far): jobs from %d on", sweeper.get("study_name"), start, first)
 
 
