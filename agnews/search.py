@@ -155,10 +155,10 @@ def _check_same_settings(config: DictConfig, sweep_dir: Path, searched: set[str]
     earlier trials recorded: their accuracies would not be comparable, yet the study would rank them together."""
     from agnews.config import ConfigError, config_differences, to_app_config, to_plain_dict
     from agnews.launch import without_hydra
+    from agnews.report.sweep import find_job_dirs
     from agnews.results import read_job
 
-    jobs = sorted((child for child in sweep_dir.glob("*/") if child.name.isdigit()), key=lambda child: int(child.name))
-    earlier = next((job for job in map(read_job, jobs) if job.config), None)
+    earlier = next((job for job in map(read_job, find_job_dirs(sweep_dir)) if job.config), None)
     if earlier is None:
         return
     try:
