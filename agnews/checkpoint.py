@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from agnews.config import config_differences
 from agnews.storage import AgnewsError, atomic_write
 
 log = logging.getLogger(__name__)
@@ -81,23 +80,22 @@ def save_checkpoint(path: Path, training: dict[str, Any], config: dict[str, Any]
     save(path, {"format": CHECKPOINT_FORMAT, "config": config, "data_key": data_key, **training})
 
 
-def load_checkpoint(path: Path, config: dict[str, Any], data_key: str, device: torch.device) -> dict[str, Any]:
-    """A checkpoint's training state, refused before any of it is used if another config or other data
-    made it."""
-    content = read(path, CHECKPOINT_FORMAT, device, "delete it to start that run over")
-    differences = config_differences(content["config"], config)
-    if differences:
-        raise AgnewsError(
-            f"{path} was made by a different config ({'; '.join(differences[:5])}); it is not loaded. "
-            "Run with the original settings, or into a new directory."
-        )
-    if content.get("data_key", data_key) != data_key:
-        raise AgnewsError(
-            f"{path} was made on other data than data.dir/data.url now hold (prepared-data key "
-            f"{content['data_key']} -> {data_key}); resuming would mix two datasets. Restore the "
-            "original files, or start over in a new directory."
-        )
-    return content
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint's content, checked against its checksum; the caller checks that its config and data key
+    (content["config"], content["data_key"]) are the run's (run_folder.other_run) before using it."""
+    return read(path, CHECKPOINT_FORMAT, device, "delete it to start that run over")
+
+
+def verify_model(path: Path, vocab_sha256: str | None) -> str | None:
+    """What is wrong with a run's model.pt (unreadable, damaged, made for another vocab), or None."""
+    try:
+        content = read(path, MODEL_FORMAT, torch.device("cpu"), "")
+    except AgnewsError as error:
+        return str(error).removesuffix("; ")
+    recorded = content.get("vocab_sha256")
+    if recorded is not None and vocab_sha256 is not None and recorded != vocab_sha256:
+        return f"{path} was trained with another vocab than the run recorded"
+    return None
 
 
 def save_model(

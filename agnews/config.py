@@ -7,6 +7,7 @@ below the entry point takes these plain dataclasses.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -20,6 +21,8 @@ GLOVE_6B_URLS = (
     "https://huggingface.co/stanfordnlp/glove/resolve/main/glove.6B.zip",
 )
 GLOVE_6B_DIMS = (50, 100, 200, 300)
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
+MAX_SEED = 2**32 - 1
 
 
 class Validation(StrEnum):
@@ -171,6 +174,10 @@ class TrainerConfig:
     divergence_threshold: float | None = 10.0
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(DEVICE_PATTERN, str(self.device)):
+            raise ValueError(
+                f"trainer.device={self.device!r} is not a device agnews trains on: use auto, cpu, cuda, cuda:N or mps"
+            )
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"trainer.num_threads must be positive or null, got {self.num_threads}")
         for name in ("epochs", "batch_size", "log_interval"):
@@ -213,6 +220,10 @@ class AppConfig:
     # Rerun into an existing run/sweep directory: skip completed runs with the same config, continue
     # killed or failed ones from their last checkpoint. Without it, an existing run is never touched.
     resume: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed <= MAX_SEED:  # numpy's generators take seeds of 32 bits
+            raise ValueError(f"seed must be in 0 .. {MAX_SEED} (2**32 - 1), got {self.seed}")
 
 
 # Settings that do not change what a run computes: a run may resume with other values for these, and

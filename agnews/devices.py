@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agnews.config import Precision
+from agnews.config import Precision, TrainerConfig
 from agnews.storage import AgnewsError
 
 
@@ -62,3 +62,11 @@ def check_precision(precision: Precision, device: torch.device) -> None:
             f"trainer.precision=bf16: this {device} cannot run the LSTM in bfloat16 "
             f"({str(error).splitlines()[0]}); use trainer.precision=fp32"
         ) from None
+
+
+def check_device(trainer: TrainerConfig) -> torch.device:
+    """The device `trainer` names, refused (with the reason) if this machine lacks it or cannot train in the
+    precision it asks for. Checked where a run will run, before anything is written."""
+    device = select_device(trainer.device)
+    check_precision(trainer.precision, device)
+    return device

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +21,12 @@ import numpy as np
 import torch
 
 from agnews import checkpoint
-from agnews.config import AppConfig, EmbeddingConfig, EmbeddingKind, OovInit, config_differences, to_plain_dict
+from agnews.config import AppConfig, EmbeddingConfig, EmbeddingKind, OovInit, to_plain_dict
 from agnews.data import ag_news
 from agnews.data.glove import EmbeddingMatrix, build_embedding_matrix, load_glove
 from agnews.data.prepare import data_key, prepare_data
 from agnews.data.text import Vocab
-from agnews.devices import check_precision, select_device
+from agnews.devices import check_device
 from agnews.model import build_model, count_parameters
 from agnews.results import (
     CHECKPOINT_FILE,
@@ -33,9 +34,9 @@ from agnews.results import (
     RESULTS_FORMAT,
     VOCAB_FILE,
     RunStatus,
-    read_run_results,
     write_run_results,
 )
+from agnews.run_folder import REQUEUED, Action, decide, other_run
 from agnews.storage import AgnewsError, claim_folder, remove_stale_temporaries, resolve_cache_dir
 from agnews.tracking.facts import RunFacts
 from agnews.tracking.tracker import Tracking
@@ -111,20 +112,27 @@ def run_experiment(
     run_dir = Path(run_dir)
     with claim_folder(run_dir, "run directory", CHOOSE_RUN_DIR):
         remove_stale_temporaries(run_dir)  # a killed write's; nobody else writes here while we hold the claim
-        if launch_job is not None and not config.resume and _recorded_launch_job(run_dir) == launch_job:
-            log.info("%s holds this job's own earlier attempt (requeued): continuing it", run_dir)
-            config = replace(config, resume=True)
         cache_dir = resolve_cache_dir(config.data.cache_dir)
-        previous = _previous_run(run_dir, config)
-        if previous is not None and previous["status"] == RunStatus.completed:
-            _check_same_data(previous, data_key(config.data, cache_dir), run_dir)
+        decision = decide(run_dir, config, data_key=lambda: data_key(config.data, cache_dir), launch_job=launch_job)
+        if decision.action is Action.refuse:
+            raise AgnewsError(f"{run_dir} {decision.reason}")
+        if decision.action is Action.skip:
             log.info(
-                "Skipping %s: completed earlier with the same config and data (test acc %.2f%%)",
+                "Skipping %s: %s (test acc %.2f%%)",
                 run_dir,
-                100 * previous["metrics"]["test_acc"],
+                decision.reason,
+                100 * decision.previous["metrics"]["test_acc"],
             )
             (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-            return previous
+            return decision.previous
+        previous = decision.previous
+        if decision.action is Action.rerun:
+            log.warning("%s completed earlier, but %s: running it again from scratch", run_dir, decision.reason)
+            previous = None
+        if decision.requeued:
+            log.info("%s holds %s: continuing it", run_dir, REQUEUED)
+        if decision.action is Action.resume:
+            config = replace(config, resume=True)
         return _run(config, run_dir, cache_dir, overrides or [], previous, sweep, launch_job)
 
 
@@ -141,6 +149,8 @@ def _run(
     tracking = Tracking.open(config.logger)  # a missing package fails here, before anything is read
     header = {
         "format": RESULTS_FORMAT,
+        # Which run this is, wherever its folder is copied: kept when the run resumes, new for a new run.
+        "run_id": (previous or {}).get("run_id") or uuid.uuid4().hex,
         "config": to_plain_dict(config),
         "overrides": list(overrides),
         "sweep": sweep,
@@ -200,47 +210,6 @@ def _record(
     return record
 
 
-def _recorded_launch_job(run_dir: Path) -> str | None:
-    try:
-        previous = read_run_results(run_dir)
-    except AgnewsError:
-        return None  # _previous_run reports it
-    return previous.get("launch_job") if previous else None
-
-
-def _previous_run(run_dir: Path, config: AppConfig) -> dict[str, Any] | None:
-    """What an earlier run left in run_dir (its results), or None; refuses to touch it unless resuming
-    the same config."""
-    previous = read_run_results(run_dir)
-    if previous is None and not (run_dir / CHECKPOINT_FILE).exists():
-        return None
-    status = previous["status"] if previous else "killed before its first results"
-    if status == RunStatus.running:
-        status = "running when it was killed"
-    if not config.resume:
-        raise AgnewsError(
-            f"{run_dir} already holds a run ({status}); it is left untouched. Pass resume=true to skip it if it "
-            "completed or continue it from its last checkpoint, or choose a new hydra.run.dir / hydra.sweep.dir."
-        )
-    differences = config_differences(previous["config"], to_plain_dict(config)) if previous else []
-    if differences:
-        raise AgnewsError(
-            f"{run_dir} holds a run of another config ({'; '.join(differences[:5])}); it is left untouched. "
-            "Resume with the original settings, or run the new config into a new directory."
-        )
-    return previous
-
-
-def _check_same_data(previous: dict[str, Any], key: str, run_dir: Path) -> None:
-    recorded = (previous.get("data") or {}).get("key")
-    if recorded is not None and recorded != key:
-        raise AgnewsError(
-            f"{run_dir} holds a run made on other data than data.dir/data.url now hold (prepared-data key "
-            f"{recorded} -> {key}); it is left untouched, as resuming would mix two datasets. Restore the original "
-            "files, or run into a new directory."
-        )
-
-
 def _train_and_test(
     config: AppConfig,
     run_dir: Path,
@@ -256,13 +225,10 @@ def _train_and_test(
     # Set for every job, also to the default: a process that runs several jobs (the basic launcher, joblib
     # and Ray workers) must not hand one job's thread count to the next.
     torch.set_num_threads(trainer.num_threads or _DEFAULT_NUM_THREADS)
-    device = select_device(trainer.device)
-    check_precision(trainer.precision, device)
+    device = check_device(trainer)
     progress.device = str(device)
     seed_everything(config.seed)
     data = prepare_data(config.data, cache_dir, progress=trainer.progress_bar)
-    if previous is not None:
-        _check_same_data(previous, data.key, run_dir)
     progress.data = {"key": data.key, "vocab_sha256": data.vocab.digest}
     data.vocab.save(run_dir / VOCAB_FILE)
     matrix = prepare_embedding(config.embedding, data.vocab, cache_dir, config.seed, trainer.progress_bar)
@@ -278,7 +244,13 @@ def _train_and_test(
     state = TrainState(model, config.optimizer, trainer, device, config.seed)
     checkpoint_path = run_dir / CHECKPOINT_FILE
     if config.resume and checkpoint_path.exists():
-        state.load_state_dict(checkpoint.load_checkpoint(checkpoint_path, header["config"], data.key, device))
+        saved = checkpoint.load_checkpoint(checkpoint_path, device)
+        mismatch = other_run(saved["config"], {"key": saved.get("data_key")}, config, lambda: data.key)
+        if mismatch:
+            raise AgnewsError(
+                f"{checkpoint_path} was made by a run {mismatch.what}; it is not loaded. {mismatch.remedy}"
+            )
+        state.load_state_dict(saved)
         progress.resumed_after_epoch = len(state.history)
 
     def on_epoch_end(state: TrainState) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -25,14 +26,20 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from agnews.config import AppConfig, config_differences, to_app_config, to_plain_dict
-from agnews.results import BASIC_SWEEPER, CHECKPOINT_FILE, RESULTS_FILE, read_run_results
-from agnews.storage import AgnewsError, FolderClaim, claim_folder
+from agnews.config import AppConfig, to_app_config
+from agnews.results import BASIC_SWEEPER, RESULTS_FILE
+from agnews.run_folder import Action, decide
+from agnews.storage import AgnewsError, FolderClaim, claim_folder, resolve_cache_dir
 
 log = logging.getLogger(__name__)
 
 LAUNCH_ID = "AGNEWS_LAUNCH_ID"  # the key in hydra.job.env_set (so also an environment variable in jobs)
 MAX_LISTED = 8
+# Launchers that run jobs on this machine: the devices their jobs name must exist here.
+LOCAL_LAUNCHERS = (
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+)
 
 
 class FolderGuard(Callback):
@@ -49,11 +56,14 @@ class FolderGuard(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
+        from agnews.devices import check_device  # torch: only where a run is launched
+
         app = _refuse_on_error(lambda: to_app_config(without_hydra(config)))
+        _refuse_on_error(lambda: check_device(app.trainer))  # a single run runs here
         self._claim = _refuse_on_error(
             lambda: claim_folder(run_dir, "run directory", "choose another with hydra.run.dir=PATH")
         )
-        problem = _conflict(run_dir, app)
+        problem = _links_out(run_dir) or _refusal(run_dir, app, DataKeys())
         if problem:
             _refuse(f"{run_dir} {problem}")
 
@@ -63,24 +73,44 @@ class FolderGuard(Callback):
             lambda: claim_folder(sweep_dir, "sweep folder", "choose another with hydra.sweep.dir=PATH")
         )
         _mark_launch(config)
+        if problem := _links_out(sweep_dir, files=(MULTIRUN_FILE,)):
+            _refuse(f"{sweep_dir} {problem}")
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
-            return  # an optimising sweeper picks jobs as it goes; each job still claims its own folder
+            # An optimising sweeper picks jobs as it goes, each claiming its own folder; Hydra's files in the
+            # folders it may number its jobs into are checked now.
+            for job_dir in sorted(path for path in sweep_dir.iterdir() if path.is_dir()):
+                if problem := _links_out(job_dir):
+                    _refuse(f"{job_dir} {problem}")
+            return
         problems = []
-        planned = set()
+        planned: dict[str, str] = {}  # job folder (relative to the sweep) -> the first job's label
         jobs = planned_jobs(config)
         varying = [index for index in range(len(jobs[0])) if len({job[index] for job in jobs}) > 1] if jobs else []
+        from agnews.devices import check_device  # torch: only where a run is launched
+
+        runs_here = config.hydra.launcher.get("_target_") in LOCAL_LAUNCHERS
+        data_keys = DataKeys()
         for number, overrides in enumerate(jobs):
             job_config = _compose_job(config, overrides, number)
-            job_dir = sweep_dir / str(job_config.hydra.sweep.subdir)
-            planned.add(job_dir.name)
+            subdir = str(job_config.hydra.sweep.subdir)
+            job_dir = sweep_dir / subdir
             swept = " ".join(overrides[index] for index in varying)
-            label = f"job {job_dir.name}" + (f" ({swept})" if swept else "")
+            label = f"job {number}" + (f" ({swept})" if swept else "")
+            if subdir in planned:
+                problems.append(
+                    f"{label} and {planned[subdir]} would both run in {job_dir} (hydra.sweep.subdir="
+                    f"{config.hydra.sweep.subdir}): give each job its own folder, e.g. the default ${{hydra.job.num}}"
+                )
+                continue
+            planned[subdir] = label
             try:
                 app = to_app_config(without_hydra(job_config))
+                if runs_here:
+                    check_device(app.trainer)
             except AgnewsError as error:
                 problems.append(f"{label}: {error}")
                 continue
-            problem = _conflict(job_dir, app)
+            problem = _links_out(job_dir) or _refusal(job_dir, app, data_keys)
             if problem:
                 problems.append(f"{label}: {job_dir} {problem}")
         if problems:
@@ -88,8 +118,8 @@ class FolderGuard(Callback):
             if len(problems) > MAX_LISTED:
                 listed.append(f"... and {len(problems) - MAX_LISTED} more")
             _refuse(f"nothing was launched, nothing in {sweep_dir} was changed:\n  " + "\n  ".join(listed))
-        recorded = {path.parent.name for path in sweep_dir.glob(f"*/{RESULTS_FILE}")}
-        others = sorted(recorded - planned, key=lambda name: (len(name), name))
+        recorded = {path.parent.relative_to(sweep_dir).as_posix() for path in sweep_dir.glob(f"**/{RESULTS_FILE}")}
+        others = sorted(recorded - set(planned), key=lambda name: (len(name), name))
         if others:
             log.warning(
                 "%s also holds jobs %s, which this command does not run; summary.csv lists them as they are",
@@ -160,26 +190,49 @@ def without_hydra(config: DictConfig) -> DictConfig:
     return task
 
 
-def _conflict(run_dir: Path, app: AppConfig) -> str | None:
-    """Why `app` may not run in `run_dir` ("already holds ..."), or None when it may."""
+class DataKeys:
+    """The prepared-data key of each data config a launch's jobs point at, computed once each and only for
+    jobs whose folder holds a run to compare with."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, str] = {}
+
+    def of(self, app: AppConfig) -> str:
+        from agnews.data.prepare import data_key
+
+        settings = repr(app.data)
+        if settings not in self._keys:
+            self._keys[settings] = data_key(app.data, resolve_cache_dir(app.data.cache_dir))
+        return self._keys[settings]
+
+
+def _refusal(run_dir: Path, app: AppConfig, data_keys: DataKeys) -> str | None:
+    """Why `app` may not run in `run_dir` (the run folder's rule), or None when it may."""
     try:
-        previous = read_run_results(run_dir)
-    except AgnewsError as error:
-        if app.resume:  # the job itself fails without touching it, and summary.csv lists it as unreadable
-            return None
-        return f"holds a run whose {RESULTS_FILE} is unreadable ({error})"
-    if previous is None:
-        if (run_dir / CHECKPOINT_FILE).exists() and not app.resume:
-            return "already holds a run (killed before its first results); pass resume=true to continue it"
+        decision = decide(run_dir, app, data_key=lambda: data_keys.of(app), verify_outputs=False)
+    except AgnewsError as error:  # the data it would be compared with cannot be found or read
+        return f"holds a run that cannot be compared with this config's data: {error}"
+    return decision.reason if decision.action is Action.refuse and decision.blocks_launch else None
+
+
+HYDRA_FILES_DIR = ".hydra"  # Hydra writes config.yaml, hydra.yaml and overrides.yaml here
+MULTIRUN_FILE = "multirun.yaml"
+
+
+def _links_out(folder: Path, files: tuple[str, ...] = ()) -> str | None:
+    """A symbolic link where Hydra will write (its .hydra/ files, a job's log, `files`), which would make it
+    write outside the folder; None when there is none. Hydra opens them without checking."""
+    if not folder.is_dir():
         return None
-    if not app.resume:
-        return (
-            f"already holds a run ({previous['status']}). Pass resume=true to skip it if it completed or continue it "
-            "from its last checkpoint, or choose a new hydra.run.dir / hydra.sweep.dir"
-        )
-    differences = config_differences(previous["config"], to_plain_dict(app))
-    if differences:
-        return f"holds a run of another config ({'; '.join(differences[:5])}); resume with the original settings"
+    candidates = [folder / HYDRA_FILES_DIR, *(folder / name for name in files), *folder.glob("*.log")]
+    if (folder / HYDRA_FILES_DIR).is_dir():
+        candidates += list((folder / HYDRA_FILES_DIR).iterdir())
+    for path in candidates:
+        if path.is_symlink():
+            return (
+                f"holds {path.relative_to(folder)}, a symbolic link to {os.readlink(path)}: Hydra would write "
+                "through it, outside the folder. Remove the link, or choose another folder"
+            )
     return None
 
 

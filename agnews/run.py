@@ -21,7 +21,7 @@ from agnews.cluster import missing_launcher, register_resolvers
 from agnews.config import ConfigError, register_configs, to_app_config
 from agnews.experiment import Terminated, run_experiment
 from agnews.launch import launch_job
-from agnews.results import RunStatus
+from agnews.results import BASIC_SWEEPER, RunStatus
 from agnews.search import failed_objective, require_optuna
 from agnews.storage import AgnewsError
 
@@ -65,12 +65,21 @@ def main(cfg: DictConfig) -> float:
         with sigterm_stops_the_run():
             results = run_experiment(to_app_config(cfg), run_dir, overrides, sweep, launch_job(hydra_config))
     except (KeyboardInterrupt, Terminated) as stopped:
-        log.error(
-            "%s. %s keeps the epochs finished so far: run the same command with resume=true to continue from "
-            "the last one.",
-            "Stopped by SIGTERM" if isinstance(stopped, Terminated) else "Interrupted",
-            run_dir,
-        )
+        how = "Stopped by SIGTERM" if isinstance(stopped, Terminated) else "Interrupted"
+        if sweep is not None and sweep["sweeper"] != BASIC_SWEEPER:
+            log.error(
+                "%s. %s is recorded interrupted; a search never resumes its trials: this one stays unfinished in "
+                "the study, and running the same command again adds new trials.",
+                how,
+                run_dir,
+            )
+        else:
+            log.error(
+                "%s. %s keeps the epochs finished so far: run the same command with resume=true to continue from "
+                "the last one.",
+                how,
+                run_dir,
+            )
         sys.exit(143 if isinstance(stopped, Terminated) else 130)
     except Exception as error:
         # results.json already says failed. In a sweep, the other jobs still run and the summary callback

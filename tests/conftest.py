@@ -235,3 +235,23 @@ def killed_run(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
                 run_experiment(config, run_dir, launch_job=launch_job)
 
     return leave
+
+
+def _flip_a_tensor_byte(path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max((item for item in archive.infolist() if "/data/" in item.filename), key=lambda i: i.file_size)
+    content = bytearray(path.read_bytes())
+    header = info.header_offset  # the member's local header: 30 bytes, its name and extra field, then the data
+    name_length = int.from_bytes(content[header + 26 : header + 28], "little")
+    extra_length = int.from_bytes(content[header + 28 : header + 30], "little")
+    content[header + 30 + name_length + extra_length + info.file_size // 2] ^= 0x40
+    path.write_bytes(bytes(content))
+
+
+@pytest.fixture(scope="session")
+def flip_a_tensor_byte() -> Callable[[Path], None]:
+    """flip_a_tensor_byte(path): change one byte inside a tensor of a torch file (its zip's data/ records),
+    leaving the container valid, as a disk error would."""
+    return _flip_a_tensor_byte

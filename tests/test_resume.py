@@ -46,6 +46,39 @@ def test_completed_run_is_skipped_on_resume(ag_news_dir, tmp_path, monkeypatch, 
     assert again["started_at"] == first["started_at"] and again["metrics"] == json.loads(json.dumps(first["metrics"]))
 
 
+@pytest.mark.parametrize("damage", ["model truncated", "model deleted", "model byte flipped", "vocab edited"])
+def test_a_completed_run_whose_files_are_damaged_is_rerun_not_skipped(
+    tmp_path, tiny_config, caplog, flip_a_tensor_byte, damage
+):
+    from agnews.predict import load_predictor
+
+    caplog.set_level("INFO")
+    run_dir = tmp_path / "run"
+    first = run_experiment(tiny_config(trainer={"epochs": 1}), run_dir)
+    model, vocab = run_dir / MODEL_FILE, run_dir / "vocab.txt"
+    if damage == "model truncated":
+        model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    elif damage == "model deleted":
+        model.unlink()
+    elif damage == "model byte flipped":
+        flip_a_tensor_byte(model)
+    else:
+        vocab.write_text(vocab.read_text().replace("\nthe\n", "\nteh\n"))
+    damaged = vocab if damage == "vocab edited" else model
+
+    again = run_experiment(tiny_config(trainer={"epochs": 1}, resume=True), run_dir)
+    assert (
+        f"{run_dir} completed earlier, but {damaged}" in caplog.text and "running it again from scratch" in caplog.text
+    )
+    assert "Skipping" not in caplog.text
+    assert again["status"] == "completed" and again["metrics"]["test_acc"] == first["metrics"]["test_acc"]
+    load_predictor(run_dir)  # usable again
+
+    caplog.clear()  # intact now: the next resume skips it
+    run_experiment(tiny_config(trainer={"epochs": 1}, resume=True), run_dir)
+    assert "Skipping" in caplog.text
+
+
 def test_existing_run_is_never_touched_without_resume(ag_news_dir, tmp_path, tiny_config):
     run_experiment(tiny_config(trainer={"epochs": 1}), tmp_path / "run")
     before = (tmp_path / "run" / "results.json").read_bytes()
@@ -80,7 +113,9 @@ def test_checkpoint_from_another_config_is_refused_not_loaded(tmp_path, tiny_con
     killed_run(tiny_config(trainer={"epochs": 3}), tmp_path / "run", epochs_done=1)
     (tmp_path / "run" / "results.json").unlink()  # only the checkpoint is left
     other = replace(tiny_config(trainer={"epochs": 3}), resume=True, optimizer=OptimizerConfig(lr=1.0))
-    with pytest.raises(AgnewsError, match=r"checkpoint.pt was made by a different config \(optimizer.lr: 5.0 -> 1.0"):
+    with pytest.raises(
+        AgnewsError, match=r"checkpoint.pt was made by a run of another config \(optimizer.lr: 5.0 -> 1.0"
+    ):
         run_experiment(other, tmp_path / "run")
 
 

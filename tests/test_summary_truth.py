@@ -21,7 +21,7 @@ from agnews.config import OptimizerConfig, OptimizerName
 from agnews.experiment import run_experiment
 from agnews.predict import load_predictor
 from agnews.report.summary_csv import SummaryCallback, write_summary
-from agnews.results import CHECKPOINT_FILE, MODEL_FILE
+from agnews.results import BASIC_SWEEPER, CHECKPOINT_FILE, MODEL_FILE
 from agnews.storage import AgnewsError, FolderBusyError, claim_folder
 from agnews.train import DIVERGENCE_WINDOW, DivergedError, DivergenceMonitor
 
@@ -154,7 +154,12 @@ def test_summary_labels_come_from_results_json_even_when_hydra_files_lie(
 ):
     sweep_dir = tmp_path / "sweep"
     for job, seed in enumerate((0, 1)):
-        run_experiment(tiny_config(seed=seed, trainer={"epochs": 1}), sweep_dir / str(job), [f"seed={seed}"])
+        run_experiment(
+            tiny_config(seed=seed, trainer={"epochs": 1}),
+            sweep_dir / str(job),
+            [f"seed={seed}"],
+            job_of(sweep_dir, job),
+        )
         (sweep_dir / str(job) / ".hydra").mkdir()
         # What Hydra leaves when a later, refused command reached the folder.
         (sweep_dir / str(job) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={7 + job}"]))
@@ -164,6 +169,11 @@ def test_summary_labels_come_from_results_json_even_when_hydra_files_lie(
 
 
 # --- 3. a summary step that cannot read a job says so ---------------------------------------------------
+
+
+def job_of(sweep_dir: Path, job: int) -> dict:
+    """What run_experiment records of a job of a basic sweep in `sweep_dir`."""
+    return {"dir": str(sweep_dir), "job": job, "sweeper": BASIC_SWEEPER}
 
 
 def launch_config(sweep_dir: Path):
@@ -176,7 +186,9 @@ def test_a_corrupt_results_json_is_listed_as_unreadable_and_fails_the_sweep(
 ):
     sweep_dir = tmp_path / "sweep"
     for job in range(2):
-        run_experiment(tiny_config(seed=job, trainer={"epochs": 1}), sweep_dir / str(job), [f"seed={job}"])
+        run_experiment(
+            tiny_config(seed=job, trainer={"epochs": 1}), sweep_dir / str(job), [f"seed={job}"], job_of(sweep_dir, job)
+        )
     (sweep_dir / "1" / "results.json").write_text('{"format": "agnews-results/1", "status": ')
 
     with pytest.raises(SystemExit) as exited:
@@ -192,7 +204,7 @@ def test_a_corrupt_results_json_is_listed_as_unreadable_and_fails_the_sweep(
 
 def test_a_summary_that_cannot_be_written_fails_the_sweep(ag_news_dir, tmp_path, tiny_config):
     sweep_dir = tmp_path / "sweep"
-    run_experiment(tiny_config(trainer={"epochs": 1}), sweep_dir / "0")
+    run_experiment(tiny_config(trainer={"epochs": 1}), sweep_dir / "0", sweep=job_of(sweep_dir, 0))
     (sweep_dir / "summary.csv").mkdir()  # something that is not a file where summary.csv goes
     with pytest.raises(SystemExit) as exited:
         SummaryCallback().on_multirun_end(launch_config(sweep_dir))
@@ -321,21 +333,7 @@ def test_a_failed_resume_keeps_the_recorded_epochs(tmp_path, tiny_config, killed
     assert (run_dir / "history.csv").read_text() == history_csv
 
 
-def flip_a_tensor_byte(path: Path) -> None:
-    """Change one byte inside a stored tensor (the zip's data/ records), leaving the container valid."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        info = max((item for item in archive.infolist() if "/data/" in item.filename), key=lambda i: i.file_size)
-    content = bytearray(path.read_bytes())
-    header = info.header_offset  # the member's local header: 30 bytes, its name and extra field, then the data
-    name_length = int.from_bytes(content[header + 26 : header + 28], "little")
-    extra_length = int.from_bytes(content[header + 28 : header + 30], "little")
-    content[header + 30 + name_length + extra_length + info.file_size // 2] ^= 0x40
-    path.write_bytes(bytes(content))
-
-
-def test_checkpoints_with_a_flipped_tensor_byte_are_refused(tmp_path, tiny_config, killed_run):
+def test_checkpoints_with_a_flipped_tensor_byte_are_refused(tmp_path, tiny_config, killed_run, flip_a_tensor_byte):
     run_dir = tmp_path / "run"
     killed_run(tiny_config(trainer={"epochs": 3}), run_dir, epochs_done=1)
     flip_a_tensor_byte(run_dir / CHECKPOINT_FILE)
@@ -343,7 +341,7 @@ def test_checkpoints_with_a_flipped_tensor_byte_are_refused(tmp_path, tiny_confi
         run_experiment(tiny_config(trainer={"epochs": 3}, resume=True), run_dir)
 
 
-def test_predict_refuses_a_damaged_model_or_another_runs_vocab(tmp_path, tiny_config):
+def test_predict_refuses_a_damaged_model_or_another_runs_vocab(tmp_path, tiny_config, flip_a_tensor_byte):
     run_dir = tmp_path / "run"
     run_experiment(tiny_config(trainer={"epochs": 1}), run_dir)
     load_predictor(run_dir)  # as written: fine
@@ -430,8 +428,72 @@ def test_settings_swept_on_purpose_are_columns_even_if_they_do_not_change_result
     sweep_dir = tmp_path / "sweep"
     for job, threads in enumerate((1, 2)):
         config = tiny_config(trainer={"epochs": 1, "num_threads": threads})
-        run_experiment(config, sweep_dir / str(job), [f"trainer.num_threads={threads}"])
+        run_experiment(config, sweep_dir / str(job), [f"trainer.num_threads={threads}"], job_of(sweep_dir, job))
     write_summary(sweep_dir, declared=["trainer.num_threads"])
     assert [row["trainer.num_threads"] for row in read_summary(sweep_dir)] == ["1", "2"]
     write_summary(sweep_dir)  # not declared (a rebuild): a setting that does not change results is no column
     assert "trainer.num_threads" not in read_summary(sweep_dir)[0]
+
+
+# --- the launch check: what a sweep cannot do is refused before any job starts ----------------------------
+
+
+def folder_state(folder: Path) -> dict[Path, bytes]:
+    """Every file's bytes, but the folder claim's (each command rewrites who holds it)."""
+    files = [path for path in sorted(folder.rglob("*")) if path.is_file() and not path.name.startswith(".agnews.")]
+    return {path: path.read_bytes() for path in files}
+
+
+@pytest.mark.slow
+def test_a_sweep_resumed_on_changed_data_is_refused_before_any_job(ag_news_dir, tmp_path, cli, sweep_args):
+    sweep_dir = tmp_path / "sweep"
+    assert cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "seed=0,1")).returncode == 0
+    rotate_labels(ag_news_dir / "train.csv")  # edited in place: same path, other data
+    before = folder_state(sweep_dir)
+    resumed = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "seed=0,1", "resume=true"))
+    assert resumed.returncode == 2, resumed.stderr[-2000:]
+    assert "nothing was launched" in resumed.stderr and "Traceback" not in resumed.stderr
+    for job in ("0", "1"):
+        assert f"job {job} (seed={job}): {sweep_dir / job} holds a run made on other data" in resumed.stderr
+    assert folder_state(sweep_dir) == before  # summary.csv still lists the runs as they were made
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subdir", ["same", "${embedding.name}"])
+def test_two_jobs_of_one_sweep_in_one_folder_are_a_config_error(ag_news_dir, tmp_path, cli, sweep_args, subdir):
+    sweep_dir = tmp_path / "sweep"
+    done = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "seed=0,1,2", f"hydra.sweep.subdir={subdir}"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    folder = sweep_dir / ("same" if subdir == "same" else "learned")
+    assert f"job 1 (seed=1) and job 0 (seed=0) would both run in {folder}" in done.stderr
+    assert "job 2 (seed=2) and job 0 (seed=0)" in done.stderr and "Traceback" not in done.stderr
+    assert not folder.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("planted", [".hydra/config.yaml", ".hydra/overrides.yaml", "run.log", ".hydra"])
+def test_hydra_never_writes_through_a_symlink_out_of_the_run_folder(ag_news_dir, tmp_path, cli, planted):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "file.txt").write_text("keep me\n")
+    run_dir = tmp_path / "run"
+    link = run_dir / planted
+    link.parent.mkdir(parents=True)
+    link.symlink_to(victim if planted == ".hydra" else victim / "file.txt")
+    done = cli("agnews.run", f"data.dir={ag_news_dir}", f"hydra.run.dir={run_dir}", "trainer.epochs=1")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"holds {planted}, a symbolic link to {link.readlink()}" in done.stderr
+    assert (victim / "file.txt").read_text() == "keep me\n" and sorted(p.name for p in victim.iterdir()) == ["file.txt"]
+    assert not (run_dir / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_never_writes_through_a_symlink_in_a_job_folder(ag_news_dir, tmp_path, cli, sweep_args):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    sweep_dir = tmp_path / "sweep"
+    (sweep_dir / "1" / ".hydra").mkdir(parents=True)
+    (sweep_dir / "1" / ".hydra" / "config.yaml").symlink_to(victim)
+    done = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "seed=0,1"))
+    assert done.returncode == 2 and "job 1 (seed=1)" in done.stderr and "a symbolic link to" in done.stderr
+    assert victim.read_text() == "keep me\n" and not (sweep_dir / "0").exists()

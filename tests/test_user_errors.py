@@ -31,13 +31,28 @@ def one_clear_line(done: subprocess.CompletedProcess, expected_code: int, *phras
         (["embedding=glove50", "embedding.dim=77"], 2, ["embedding.dim=77: GloVe 6B comes in 50, 100, 200, 300"]),
         (["trainer.epochs=ten"], 1, ["Value 'ten' of type 'str' could not be converted to Integer"]),
         (["model=huge"], 1, ["Could not find 'model/huge'", "bilstm_max"]),
-        (["trainer.device=cuda"], 1, ["device 'cuda': this machine has no CUDA GPU", "use device auto or cpu"]),
-        (["trainer.device=mps"], 1, ["device 'mps': Apple's MPS is not available"]),
-        (["trainer.precision=fp16"], 1, ["trainer.precision=fp16 needs a CUDA GPU", "trainer.precision=fp32"]),
+        (["seed=-1"], 2, ["seed must be in 0 .. 4294967295 (2**32 - 1), got -1"]),
+        (["seed=4294967296"], 2, ["seed must be in 0 .. 4294967295"]),
+        (["trainer.device=tpu"], 2, ["trainer.device='tpu' is not a device agnews trains on", "cuda:N or mps"]),
+        (["trainer.device=cuda"], 2, ["device 'cuda': this machine has no CUDA GPU", "use device auto or cpu"]),
+        (["trainer.device=mps"], 2, ["device 'mps': Apple's MPS is not available"]),
+        (["trainer.precision=fp16"], 2, ["trainer.precision=fp16 needs a CUDA GPU", "trainer.precision=fp32"]),
     ],
-    ids=["batch_size=0", "epochs=-1", "glove dim 77", "epochs=ten", "model=huge", "cuda", "mps", "fp16 on cpu"],
+    ids=[
+        "batch_size=0",
+        "epochs=-1",
+        "glove dim 77",
+        "epochs=ten",
+        "model=huge",
+        "seed=-1",
+        "seed=2**32",
+        "tpu",
+        "cuda",
+        "mps",
+        "fp16 on cpu",
+    ],
 )
-def test_bad_settings_are_one_line(ag_news_dir, tmp_path, cli, overrides, code, phrases):
+def test_bad_settings_are_one_line_and_leave_no_folder(ag_news_dir, tmp_path, cli, overrides, code, phrases):
     if "trainer.device=cuda" in overrides and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     if "trainer.device=mps" in overrides and torch.backends.mps.is_available():
@@ -45,6 +60,7 @@ def test_bad_settings_are_one_line(ag_news_dir, tmp_path, cli, overrides, code, 
     done = cli("agnews.run", f"data.dir={ag_news_dir}", f"hydra.run.dir={tmp_path / 'run'}", *overrides)
     one_clear_line(done, code, *phrases)
     assert "base_model" not in done.stdout + done.stderr  # schema names stay out of option lists
+    assert not (tmp_path / "run").exists()  # found before a run folder is made, so no 'failed' run is left
 
 
 @pytest.mark.slow
