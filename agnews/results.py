@@ -13,6 +13,7 @@ No torch here: the report imports this module and must start fast.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterable
@@ -47,6 +48,7 @@ class RunStatus(StrEnum):
     interrupted = "interrupted"  # stopped with Ctrl-C (SIGINT) or SIGTERM; resume=true continues it
     unfinished = "unfinished"  # a job folder with no results.json at all
     unreadable = "unreadable"  # a results.json that cannot be read: its numbers are unknown
+    copy = "copy"  # a folder holding a run recorded elsewhere (report.sweep.mark_copies): counted once, there
 
 
 def write_run_results(run_dir: Path, results: dict[str, Any]) -> None:
@@ -84,6 +86,10 @@ def read_run_results(run_dir: Path) -> dict[str, Any] | None:
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
+DATA_KEY = "data.key"  # a job's label for the data it trained on: runs on other data never share a row
+DATA_KEY_SHOWN = 8
+
+
 @dataclass(frozen=True)
 class JobRecord:
     folder: Path
@@ -95,6 +101,10 @@ class JobRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     sweeper: str | None = None  # the Hydra sweeper that launched the job (its _target_); None if not recorded
     launch_job: str | None = None  # '<launch id>/<job number>' of the multirun launch that ran it, if recorded
+    run_id: str = ""  # which run this is, the same in every copy of its folder ("" for a folder without a record)
+    recorded_sweep: str | None = None  # the sweep folder the run recorded (as its launch saw it); None: a single run
+    recorded_job: str | None = None  # the job number it recorded in that sweep
+    data_key: str | None = None  # the prepared-data key of the data it was trained on, if recorded
 
     @property
     def job(self) -> str:
@@ -102,7 +112,10 @@ class JobRecord:
 
     def label(self, key: str) -> str | None:
         """The job's value of `key`, spelled as in an override: the recorded config's value when the key is
-        a config setting (a group gives its option's name), else the recorded override, else None."""
+        a config setting (a group gives its option's name), else the recorded override, else None.
+        DATA_KEY is the data the run trained on (the first characters of its prepared-data key)."""
+        if key == DATA_KEY:
+            return self.data_key[:DATA_KEY_SHOWN] if self.data_key else None
         value = _config_value(self.config, key)
         return value if value is not None else self.overrides.get(key)
 
@@ -146,7 +159,8 @@ def read_job(job_dir: Path) -> JobRecord:
         return JobRecord(job_dir, RunStatus.unfinished.value, note, overrides=_hydra_overrides(job_dir))
     metrics = results.get("metrics")
     history = results.get("history")
-    sweep = results.get("sweep")
+    sweep = results.get("sweep") if isinstance(results.get("sweep"), dict) else {}
+    data = results.get("data") if isinstance(results.get("data"), dict) else {}
     return JobRecord(
         folder=job_dir,
         status=results["status"],
@@ -155,6 +169,22 @@ def read_job(job_dir: Path) -> JobRecord:
         overrides=parse_overrides(results.get("overrides") or []),
         metrics=metrics if isinstance(metrics, dict) else {},
         history=[epoch for epoch in history or [] if isinstance(epoch, dict)],
-        sweeper=sweep.get("sweeper") if isinstance(sweep, dict) else None,
+        sweeper=sweep.get("sweeper"),
         launch_job=results.get("launch_job") if isinstance(results.get("launch_job"), str) else None,
+        run_id=str(results.get("run_id") or _legacy_run_id(results, job_dir)),
+        recorded_sweep=str(sweep["dir"]) if sweep.get("dir") else None,
+        recorded_job=str(sweep["job"]) if sweep.get("job") is not None else None,
+        data_key=str(data["key"]) if data.get("key") else None,
     )
+
+
+def _legacy_run_id(results: dict[str, Any], job_dir: Path) -> str:
+    """The identity of a run recorded before run ids: where and when it started, which a copy keeps; a record
+    without a start time has only its folder."""
+    if not results.get("started_at"):
+        return f"folder:{job_dir.resolve()}"
+    where = json.dumps(
+        [results.get("sweep"), results.get("launch_job"), results.get("started_at"), results.get("config")],
+        sort_keys=True,
+    )
+    return "legacy-" + hashlib.sha256(where.encode()).hexdigest()[:16]

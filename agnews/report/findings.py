@@ -184,7 +184,7 @@ def incomplete_runs(runs: pd.DataFrame, keys: list[str]) -> list[str]:
     """A line per run that did not complete, saying which job it is and why."""
     several = runs.sweep.nunique() > 1
     lines = []
-    for run in runs[runs.status != RunStatus.completed].to_dict("records"):
+    for run in runs[~runs.status.isin([RunStatus.completed, RunStatus.copy])].to_dict("records"):
         seed = "seed unknown" if pd.isna(run["seed"]) else f"seed {run['seed']}"
         what = ", ".join([str(run["embedding"]), *(f"{key}={run[key]}" for key in keys[1:]), seed])
         error = (str(run["error"]).strip().splitlines() or [""])[0]
@@ -193,6 +193,11 @@ def incomplete_runs(runs: pd.DataFrame, keys: list[str]) -> list[str]:
             f"{where} ({what}): {STATUS_TEXT.get(run['status'], run['status'])}{': ' + error if error else ''}"
         )
     return lines
+
+
+def copied_folders(runs: pd.DataFrame) -> list[str]:
+    """A line per folder that holds a run counted elsewhere (a copy), saying where."""
+    return [f"{run.sweep}/{run.job}: {run.error}" for run in runs[runs.status == RunStatus.copy].itertuples()]
 
 
 def render_markdown(summary: pd.DataFrame, runs: pd.DataFrame, plots: Sequence[Path] = ()) -> str:
@@ -215,6 +220,8 @@ def render_markdown(summary: pd.DataFrame, runs: pd.DataFrame, plots: Sequence[P
     incomplete = incomplete_runs(runs, keys)
     if incomplete:
         lines += ["", "## Runs that did not complete", "", *(f"- {line}" for line in incomplete)]
+    if copies := copied_folders(runs):
+        lines += ["", "## Folders counted once", "", *(f"- {line}" for line in copies)]
     lines += [item for plot in plots for item in ("", f"![{plot.stem.replace('_', ' ')}]({plot.name})")]
     return "\n".join(lines) + "\n"
 

@@ -39,7 +39,9 @@ def trial_keys(runs: pd.DataFrame) -> list[str]:
 
 
 def rank_trials(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every trial, highest best validation accuracy first; trials without one last, in trial order."""
+    """Every trial, highest best validation accuracy first; trials without one last, in trial order. A folder
+    copied from another trial's is not a trial."""
+    runs = runs[runs.status != RunStatus.copy]
     several = runs.sweep.nunique() > 1
     pairs = zip(runs.sweep, runs.job, strict=True)
     ranked = runs.assign(

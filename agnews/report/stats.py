@@ -11,12 +11,13 @@ import logging
 import math
 import statistics
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from agnews.report.sweep import proposed_by_sweeper, read_sweep, swept_keys
+from agnews.report.sweep import holds_single_runs, proposed_by_sweeper, read_sweep, swept_keys
 from agnews.results import JobRecord, RunStatus
 from agnews.storage import AgnewsError
 
@@ -110,7 +111,16 @@ def load_runs(sweep_dirs: Iterable[Path]) -> pd.DataFrame:
     unique: dict[Path, Path] = {}  # a sweep given twice is read once
     for sweep_dir in sweep_dirs:
         unique.setdefault(Path(sweep_dir).resolve(), Path(sweep_dir))
-    jobs = [(sweep_dir, job) for sweep_dir in unique.values() for job in read_sweep(sweep_dir)]
+    jobs = []
+    for sweep_dir in unique.values():
+        found = read_sweep(sweep_dir)
+        if holds_single_runs(found):
+            log.info("%s is not a sweep: it holds %d single runs, reported side by side", sweep_dir, len(found))
+        jobs += [(sweep_dir, job) for job in found]
+    jobs = _count_runs_once(jobs)
+    for sweep_dir, job in jobs:
+        if job.status == RunStatus.copy:
+            log.warning("%s/%s is not counted: %s", sweep_dir, job.job, job.error)
     unreadable = [job.error for _, job in jobs if job.status == RunStatus.unreadable]
     if unreadable:  # its numbers are unknown: a report without them would be wrong, not just incomplete
         raise AgnewsError("; ".join(unreadable))
@@ -123,6 +133,21 @@ def load_runs(sweep_dirs: Iterable[Path]) -> pd.DataFrame:
     for _, run in no_acc.iterrows():
         log.warning("%s/%s is completed but has no test_acc; it is left out of the means", run.sweep, run.job)
     return runs
+
+
+def _count_runs_once(jobs: list[tuple[Path, JobRecord]]) -> list[tuple[Path, JobRecord]]:
+    """A run found in several of the sweeps given (a sweep folder copied, and both reported) counts in the
+    first; its other folders become copies (each sweep already marked its own, report.sweep.mark_copies)."""
+    first: dict[str, str] = {}
+    counted = []
+    for sweep_dir, job in jobs:
+        if job.run_id and job.status != RunStatus.copy:
+            if job.run_id in first:
+                job = replace(job, status=RunStatus.copy.value, error=f"copy of {first[job.run_id]} (the same run)")
+            else:
+                first[job.run_id] = f"{sweep_dir}/{job.job}"
+        counted.append((sweep_dir, job))
+    return counted
 
 
 def grouping_keys(runs: pd.DataFrame) -> list[str]:
@@ -153,6 +178,7 @@ def groups(runs: pd.DataFrame, keys: list[str]) -> list[tuple[tuple[Any, ...], p
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """The pivot: one row per embedding (and per value of any other swept field), accuracies as fractions."""
     keys = grouping_keys(runs)
+    runs = runs[runs.status != RunStatus.copy]  # counted in their own folder
     rows = []
     for values, group in groups(runs, keys):
         completed = group[group.status == RunStatus.completed]

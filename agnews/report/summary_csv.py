@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from agnews.launch import launch_id
-from agnews.report.sweep import SUMMARY_FILE, read_sweep, swept_keys
+from agnews.report.sweep import SUMMARY_FILE, holds_single_runs, read_sweep, swept_keys
 from agnews.results import BASIC_SWEEPER, JobRecord, RunStatus
 from agnews.storage import AgnewsError, atomic_write_text
 
@@ -41,8 +41,14 @@ def summary_table(jobs: list[JobRecord], declared: Iterable[str] = ()) -> tuple[
 
 
 def write_summary(sweep_dir: Path, declared: Iterable[str] = ()) -> list[JobRecord]:
-    """Write summary.csv at the sweep root (atomically); return the jobs it lists."""
+    """Write summary.csv at the sweep root (atomically); return the jobs it lists. A folder of single runs
+    is no sweep: it gets no summary.csv."""
     jobs = read_sweep(sweep_dir)
+    if holds_single_runs(jobs):
+        raise AgnewsError(
+            f"{sweep_dir} holds {len(jobs)} single runs, not the jobs of a sweep, so no summary.csv was written "
+            f"there; python -m agnews.report {sweep_dir} compares them"
+        )
     columns, rows = summary_table(jobs, declared)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
@@ -55,8 +61,12 @@ def write_summary(sweep_dir: Path, declared: Iterable[str] = ()) -> list[JobReco
 
 
 def report_incomplete(jobs: list[JobRecord]) -> int:
-    """Log every job that did not complete; return how many."""
-    incomplete = [job for job in jobs if job.status != RunStatus.completed]
+    """Log every job that did not complete, and every folder that copies another's run; return how many jobs
+    did not complete."""
+    for job in jobs:
+        if job.status == RunStatus.copy:
+            log.warning("Job folder %s is not counted: %s", job.job, job.error)
+    incomplete = [job for job in jobs if job.status not in (RunStatus.completed, RunStatus.copy)]
     for job in incomplete:
         log.error("Job %s %s: %s", job.job, job.status, (job.error.strip().splitlines() or ["no results"])[0])
     if incomplete:

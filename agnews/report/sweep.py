@@ -3,11 +3,13 @@ notion of which settings a sweep varies, shared by summary.csv and the report.""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from agnews.config import NOT_PART_OF_THE_RUN
-from agnews.results import BASIC_SWEEPER, RESULTS_FILE, JobRecord, read_job
+from agnews.results import BASIC_SWEEPER, DATA_KEY, RESULTS_FILE, JobRecord, RunStatus, read_job
 from agnews.storage import AgnewsError
 
 SUMMARY_FILE = "summary.csv"
@@ -44,7 +46,44 @@ def read_sweep(sweep_dir: Path) -> list[JobRecord]:
         # a multirun root or a date folder: point at a sweep inside it
         hint = f"; it contains sweeps, e.g. {max(inner, key=sweep_sort_key)}" if inner else ""
         raise AgnewsError(f"{sweep_dir} is not an agnews sweep: found {found}, expected {EXPECTED}{hint}")
-    return [read_job(job) for job in jobs]
+    return mark_copies([read_job(job) for job in jobs])
+
+
+def mark_copies(jobs: list[JobRecord]) -> list[JobRecord]:
+    """The jobs, with status `copy` for every folder whose run is counted elsewhere: a second folder of the
+    same run (the same run id: `cp -r S/0 S/2`), or a run that recorded another sweep than the one most of
+    the folder's jobs recorded (a job folder of another sweep, or a single run, copied in). A whole sweep
+    moved elsewhere (off a cluster) keeps one recorded sweep for all its jobs, so none of them is a copy."""
+    recorded = Counter(job.recorded_sweep for job in jobs if job.run_id and job.recorded_sweep)
+    home = recorded.most_common(1)[0][0] if recorded else None
+
+    def where(job: JobRecord) -> str:
+        return f"{job.recorded_sweep} job {job.recorded_job}" if job.recorded_sweep else "a single run's folder"
+
+    def in_place(job: JobRecord) -> bool:  # its own folder: counted before a copy of it
+        return job.recorded_sweep == home and job.recorded_job == job.job
+
+    counted: dict[str, JobRecord] = {}
+    notes: dict[Path, str] = {}
+    for job in sorted((job for job in jobs if job.run_id), key=lambda job: not in_place(job)):
+        if job.run_id in counted:
+            notes[job.folder] = (
+                f"copy of job {counted[job.run_id].job} (the same run: its results.json has that run id)"
+            )
+        elif home is not None and job.recorded_sweep != home:
+            notes[job.folder] = f"copied in from {where(job)} (its results.json records that, not this sweep)"
+        else:
+            counted[job.run_id] = job
+    return [
+        replace(job, status=RunStatus.copy.value, error=notes[job.folder]) if job.folder in notes else job
+        for job in jobs
+    ]
+
+
+def holds_single_runs(jobs: Iterable[JobRecord]) -> bool:
+    """Whether the folders are single runs side by side (none recorded a sweep), not a sweep's jobs."""
+    recorded = [job for job in jobs if job.run_id]
+    return bool(recorded) and all(job.recorded_sweep is None for job in recorded)
 
 
 def _has_jobs(folder: Path) -> bool:
@@ -74,7 +113,7 @@ def swept_keys(jobs: Iterable[JobRecord], declared: Iterable[str] = ()) -> list[
     while no key above explains it (`embedding.freeze` between `glove50` and `glove50_frozen`, both named
     glove50). Groups first, then the other keys in alphabetical order."""
     jobs, declared = list(jobs), set(declared)
-    candidates = set(GROUP_KEYS) | {key for job in jobs for key in job.overrides} | declared
+    candidates = {*GROUP_KEYS, DATA_KEY} | {key for job in jobs for key in job.overrides} | declared
     keys = [
         key
         for key in candidates

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def write_job(
     extra: tuple[str, ...] = (),
     val_accs: tuple[float, ...] = (0.5, 0.6),
     epoch_times: tuple[float, ...] = (2.0, 4.0),
+    data_key: str = "6eace1b2c3d4e5f6a7b8",
 ) -> Path:
     """A job folder as training leaves it; status 'unfinished' writes only .hydra/ (killed before results)."""
     job_dir = sweep / str(job)
@@ -63,6 +65,9 @@ def write_job(
         "overrides": overrides,
         "metrics": {} if test_acc is None else {"test_acc": test_acc, "best_val_acc": test_acc + 0.01},
         "history": history,
+        "run_id": f"{sweep.name}-{job}",
+        "sweep": {"dir": str(sweep), "job": job, "sweeper": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"},
+        "data": {"key": data_key},
     }
     (job_dir / "results.json").write_text(json.dumps(results))
     return job_dir
@@ -396,3 +401,66 @@ def test_frozen_and_fine_tuned_glove_each_get_rows_a_baseline_and_words(tmp_path
     assert "Frozen GloVe: Among GloVe sizes glove100 is best (glove50 81.00 %, glove100 84.00 %)." in markdown
     assert "Fine-tuned GloVe: Among GloVe sizes glove100 is best" in markdown
     assert (sweep / "report" / "accuracy_vs_dim.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+# --- each run counted once, runs on other data never pooled ------------------------------------------------
+
+
+def test_a_copied_job_folder_is_counted_once_and_named(tmp_path, capsys, caplog):
+    sweep = write_sweep(tmp_path / "s", {"learned": [0.80, 0.82]})
+    other = write_sweep(tmp_path / "t", {"learned": [0.70]})
+    shutil.copytree(sweep / "0", sweep / "2")  # cp -r S/0 S/2
+    shutil.copytree(other / "0", sweep / "3")  # a job of another sweep copied in
+    assert main([str(sweep)]) == 0
+    table = pd.read_csv(sweep / "report" / "report.csv").set_index("embedding")
+    assert table.loc["learned", "n"] == 2
+    assert table.loc["learned", "test_acc_mean"] == pytest.approx(0.81)
+    markdown = (sweep / "report" / "report.md").read_text()
+    assert f"- {sweep}/2: copy of job 0 (the same run: its results.json has that run id)" in markdown
+    assert f"- {sweep}/3: copied in from {other} job 0 (its results.json records that, not this sweep)" in markdown
+    assert f"{sweep}/2 is not counted: copy of job 0" in caplog.text
+
+    assert main(["--summary", str(sweep)]) == 0  # the sweep's own jobs completed
+    summary = pd.read_csv(sweep / "summary.csv", dtype=str)
+    assert list(summary.status) == ["completed", "completed", "copy", "copy"]
+
+    assert main([str(sweep), str(other), "--out", str(tmp_path / "both")]) == 0  # the copied-in run counts once
+    table = pd.read_csv(tmp_path / "both" / "report.csv").set_index("embedding")
+    assert table.loc["learned", "n"] == 3
+
+
+def test_a_sweep_moved_elsewhere_is_no_copy_of_itself(tmp_path):
+    sweep = write_sweep(tmp_path / "cluster" / "s", {"learned": [0.80, 0.82]})
+    moved = tmp_path / "laptop" / "s"
+    shutil.copytree(sweep, moved)  # every job still records the cluster's path
+    assert main([str(moved)]) == 0
+    assert pd.read_csv(moved / "report" / "report.csv").set_index("embedding").loc["learned", "n"] == 2
+    assert main([str(moved), str(sweep), "--out", str(tmp_path / "both")]) == 0  # the same runs twice count once
+    assert pd.read_csv(tmp_path / "both" / "report.csv").set_index("embedding").loc["learned", "n"] == 2
+
+
+def test_runs_on_other_data_never_share_a_row(tmp_path):
+    first = write_sweep(tmp_path / "multirun" / "2026-12-01" / "10-00-00", {"learned": [0.80, 0.82]})
+    second = tmp_path / "multirun" / "2026-12-02" / "09-00-00"
+    for job, acc in enumerate([0.60, 0.62]):  # the same data.dir, its CSVs edited in between
+        write_job(second, job, "learned", job, acc, data_key="36d4170a9b8c7d6e5f40")
+    assert main([str(second), str(first)]) == 0
+    table = pd.read_csv(second / "report" / "report.csv", dtype={"data.key": str})
+    assert sorted(zip(table["data.key"], table.n, strict=True)) == [("36d4170a", 2), ("6eace1b2", 2)]
+    assert sorted(table.test_acc_mean.round(4)) == [0.61, 0.81]
+
+
+def test_a_folder_of_single_runs_gets_no_summary_csv(tmp_path, capsys, caplog):
+    folder = tmp_path / "outputs" / "2026-12-01"
+    for name, acc in (("10-00-00", 0.8), ("11-00-00", 0.82)):
+        job_dir = write_job(folder, 0, "learned", 0, acc)
+        results = json.loads((job_dir / "results.json").read_text())
+        results.update(sweep=None, run_id=name)
+        (job_dir / "results.json").write_text(json.dumps(results))
+        job_dir.rename(folder / name)
+    assert main(["--summary", str(folder)]) == 2
+    assert f"{folder} holds 2 single runs, not the jobs of a sweep" in capsys.readouterr().err
+    assert not (folder / "summary.csv").exists()
+    caplog.set_level("INFO")
+    assert main([str(folder)]) == 0
+    assert f"{folder} is not a sweep: it holds 2 single runs, reported side by side" in caplog.text
