@@ -15,6 +15,7 @@ import argparse
 import csv
 import io
 import logging
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -33,8 +34,8 @@ from agnews.data.batches import Batches, equal_length_batches
 from agnews.data.text import Vocab, decode_utf8, encode, tokenize_all
 from agnews.devices import select_device
 from agnews.model import LSTMClassifier, build_model
-from agnews.results import MODEL_FILE, RUN_FILES, VOCAB_FILE, read_run_results
-from agnews.storage import AgnewsError, atomic_write_text
+from agnews.results import MODEL_FILE, RESULTS_FILE, RUN_FILES, VOCAB_FILE, read_run_results
+from agnews.storage import AgnewsError, atomic_write_text, create_text
 from agnews.tables import text_table
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,9 @@ def read_lines(source: str) -> list[str]:
     except OSError as error:
         raise AgnewsError(f"{name}: cannot read it ({error.strerror})") from error
     text = decode_utf8(data, name, "; re-save the input as UTF-8")
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    # Any newline convention (\n, \r\n, a classic Mac's \r), but not str.splitlines(), which also breaks
+    # at \x0b, \x1c, \u2028 ... that a headline may hold.
+    lines = re.split(r"\r\n|\r|\n", text)
     if lines[-1] == "":
         lines.pop()  # the final newline ends the last line; it does not start an empty one
     if not lines:
@@ -183,15 +186,22 @@ def format_csv(
     texts: Sequence[str], probabilities: np.ndarray, class_names: Sequence[str], true_labels: np.ndarray | None = None
 ) -> str:
     """CSV with a header; labels are AG News numbers (1 = the first class), as in the data files."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
     header = ["text", "predicted_label", "predicted_class", *(f"p_{name}" for name in class_names)]
-    writer.writerow(header + (["true_label"] if true_labels is not None else []))
+    lines = [csv_line(header + (["true_label"] if true_labels is not None else []))]
     for index, (text, row) in enumerate(zip(texts, probabilities, strict=True)):
         best = int(row.argmax())
         cells = [text, best + 1, class_names[best], *(f"{p:.6f}" for p in row)]
-        writer.writerow(cells + ([int(true_labels[index]) + 1] if true_labels is not None else []))
-    return buffer.getvalue()
+        lines.append(csv_line(cells + ([int(true_labels[index]) + 1] if true_labels is not None else [])))
+    return "".join(lines)
+
+
+def csv_line(cells: Sequence[object]) -> str:
+    """One CSV record ending in \n, with every field that holds a \r or \n quoted: Python's csv writer quotes
+    only the characters of its line terminator, so with "\n" it would leave a bare \r that readers take for
+    a line break."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(cells)
+    return buffer.getvalue().removesuffix("\r\n") + "\n"
 
 
 def format_table(texts: Sequence[str], probabilities: np.ndarray, class_names: Sequence[str]) -> str:
@@ -210,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--file", help="one text per line, or AG News CSV rows; - reads stdin. Writes CSV")
     parser.add_argument("--csv", action="store_true", help="--file is AG News CSV (default when it ends in .csv)")
     parser.add_argument("--out", type=Path, help="write the CSV here (atomically) instead of to stdout")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never a run's own file)")
     parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps, ...")
     args = parser.parse_intermixed_args(argv)
     if args.texts and args.file is not None:
@@ -231,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for number, text in enumerate(texts, start=1):
                 if not text.strip():
                     raise AgnewsError(f"text {number} on the command line is empty")
-        _check_out(args.out, args.run_dir, args.file)
+        _check_out(args.out, args.run_dir, args.file, args.overwrite)
         predictor = load_predictor(args.run_dir, args.device)
         probabilities = predictor.predict(texts)
         if true_labels is not None:
@@ -250,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out is None:
             sys.stdout.write(output)
         else:
-            atomic_write_text(args.out, output)
+            _write_out(args.out, output, args.overwrite)
             log.info("Wrote %d predictions to %s", len(texts), args.out)
     except AgnewsError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
@@ -258,15 +269,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _check_out(out: Path | None, run_dir: Path, input_file: str | None) -> None:
-    """Refuse an --out that would overwrite the run's own files or the input being read."""
+def _check_out(out: Path | None, run_dir: Path, input_file: str | None, overwrite: bool) -> None:
+    """Refuse an --out that is a run folder's own file (this run's or any other's) or the input being read,
+    whatever --overwrite says, and an existing file unless --overwrite."""
     if out is None:
         return
     target = out.resolve()
-    if target.parent == run_dir.resolve() and target.name in RUN_FILES:
-        raise AgnewsError(f"--out {out} would overwrite the run's own {target.name}; write the predictions elsewhere")
+    if target.name in RUN_FILES and (target.parent == run_dir.resolve() or (target.parent / RESULTS_FILE).exists()):
+        raise AgnewsError(
+            f"--out {out} is the own {target.name} of the run in {out.parent}; write the predictions elsewhere"
+        )
     if input_file not in (None, "-") and target == Path(input_file).resolve():
         raise AgnewsError(f"--out {out} is the input file --file reads; write the predictions elsewhere")
+    if target.is_dir():
+        raise AgnewsError(f"--out {out} is a folder; name a file to write the predictions to")
+    if out.exists() and not overwrite:
+        raise AgnewsError(f"--out {out} exists; pass --overwrite to replace it, or write the predictions elsewhere")
+
+
+def _write_out(out: Path, text: str, overwrite: bool) -> None:
+    if overwrite:
+        atomic_write_text(out, text)
+        return
+    try:
+        create_text(out, text)
+    except FileExistsError:  # made while we predicted
+        raise AgnewsError(
+            f"--out {out} exists; pass --overwrite to replace it, or write the predictions elsewhere"
+        ) from None
 
 
 if __name__ == "__main__":

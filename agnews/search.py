@@ -25,6 +25,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from agnews.storage import sqlite_file
+
 log = logging.getLogger(__name__)
 
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
@@ -62,23 +64,21 @@ def failed_objective(sweeper: Mapping[str, Any]) -> float:
     return -math.inf if maximize else math.inf
 
 
-def sqlite_path(storage: Any) -> Path | None:
-    """The file of a `sqlite:///path` storage URL (relative to the launching folder), else None."""
-    if isinstance(storage, str) and storage.startswith("sqlite:///"):
-        return Path(storage.removeprefix("sqlite:///"))
-    return None
-
-
 def trials_so_far(storage: Any, study_name: str | None) -> int:
     """How many trials the study `study_name` in `storage` holds (0 if there is no such study yet)."""
     if storage is None or study_name is None:
         return 0  # in-memory, or a new randomly named study every time
-    path = sqlite_path(storage)
+    path = sqlite_file(storage)
     if path is not None and not path.exists():
         return 0  # not created yet; asking would create it here
     import optuna
 
-    summaries = optuna.study.get_all_study_summaries(storage=storage)
+    try:
+        summaries = optuna.study.get_all_study_summaries(storage=storage)
+    except Exception as error:  # SQLAlchemy's DatabaseError for a file that is no database, Optuna's own ...
+        what = f"{path} is not an Optuna study database" if path is not None else f"{storage} cannot be opened"
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        _refuse(f"{what} ({first}); nothing was launched. Move it away, or point hydra.sweeper.storage elsewhere")
     return next((summary.n_trials for summary in summaries if summary.study_name == study_name), 0)
 
 
@@ -122,7 +122,7 @@ class StudyCallback(Callback):
         n_trials = sweeper.get("n_trials")
         if isinstance(n_trials, int) and n_trials < 1:
             _refuse(f"hydra.sweeper.n_trials={n_trials}: a search needs at least one trial")
-        path = sqlite_path(sweeper.get("storage"))
+        path = sqlite_file(sweeper.get("storage"))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder of its file
         start = trials_so_far(sweeper.get("storage"), sweeper.get("study_name"))

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import IO
 
 import filelock
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV_VAR = "AGNEWS_CACHE_DIR"
 CLAIM_FILE = ".agnews.lock"  # held by the process that runs in a folder, for as long as it runs
@@ -72,9 +75,11 @@ def is_disk_full(error: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "w", **open_kwargs) -> Iterator[IO]:
+def atomic_write(path: str | os.PathLike[str], mode: str = "w", overwrite: bool = True, **open_kwargs) -> Iterator[IO]:
     """Open a temporary sibling of `path` for writing; rename it to `path` only if the block succeeds.
-    A full disk or an unwritable folder becomes an AgnewsError naming `path`; the old file stays."""
+    A full disk or an unwritable folder becomes an AgnewsError naming `path`; the old file stays. With
+    `overwrite=False` the complete file is hard-linked to `path` instead, which fails with FileExistsError
+    if `path` exists by then, however it got there."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,10 +93,16 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **open_kwargs) -
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        if overwrite:
+            os.replace(tmp_name, path)
+        else:
+            os.link(tmp_name, path)
+            os.unlink(tmp_name)
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(error, FileExistsError):
+            raise
         if isinstance(error, RuntimeError) and is_disk_full(error):
             raise explain_os_error(OSError(errno.ENOSPC, "no space"), path) from error
         if isinstance(error, OSError):
@@ -104,33 +115,111 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         handle.write(text)
 
 
+def create_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write a new file atomically, never replacing one that exists, even one made while this writes:
+    FileExistsError then."""
+    with atomic_write(path, "w", overwrite=False, encoding="utf-8", newline="") as handle:
+        handle.write(text)
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
+LOCK_TIMEOUT_ENV = "AGNEWS_LOCK_TIMEOUT"  # seconds a process waits for another's lock before giving up
+DEFAULT_LOCK_TIMEOUT_S = 3600.0  # a whole glove.6B.zip download (822 MB) on a slow line fits
+LOCK_NOTICE_S = 5.0  # waiting longer than this is said, with who holds the lock
+LOCK_REMINDER_S = 300.0
+
+
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if missing) for the block, across processes.
+def file_lock(path: str | os.PathLike[str], what: str = "a cache entry") -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing) for the block, across processes; `what` names
+    what the lock guards, for the messages of a process that waits.
 
     Used around building a shared cache entry, so that jobs starting together (joblib workers, Slurm
     array jobs) wait for one builder instead of each redoing the work; the waiter then finds the entry.
     filelock uses flock where it works, Windows' own locks there, and a lock file where the filesystem
-    has no flock (some network filesystems), so the lock holds wherever a cluster keeps its files.
+    has no flock (some network filesystems), so the lock holds wherever a cluster keeps its files. A lock
+    dies with its process; a waiter says after LOCK_NOTICE_S who holds it (its pid, host and start, from
+    `<lock>.owner`), and gives up after $AGNEWS_LOCK_TIMEOUT seconds (default one hour).
     """
     path = Path(path)
+    owner_file = path.with_name(f"{path.name}.owner")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(path)
-        lock.acquire()
+        _acquire_waiting(lock, path, owner_file, what)
     except OSError as error:
         fix = "point data.cache_dir (or $AGNEWS_CACHE_DIR) at a writable folder"
         raise explain_os_error(error, path, fix) from error
+    with contextlib.suppress(AgnewsError):  # only for the messages of others who wait: a full disk fails later
+        atomic_write_text(owner_file, json.dumps(_owner(what)) + "\n")
     try:
         yield
     finally:
+        owner_file.unlink(missing_ok=True)  # before the lock goes, so it never names the next holder wrongly
         lock.release()
+
+
+def lock_timeout() -> float:
+    value = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    try:
+        return float(value) if value else DEFAULT_LOCK_TIMEOUT_S
+    except ValueError:
+        raise AgnewsError(f"${LOCK_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+
+
+def _acquire_waiting(lock: filelock.FileLock, path: Path, owner_file: Path, what: str) -> None:
+    timeout = lock_timeout()
+    started = time.monotonic()
+    try:
+        lock.acquire(timeout=min(LOCK_NOTICE_S, timeout))
+        return
+    except filelock.Timeout:
+        pass
+    log.warning(
+        "Waiting for %s: another process (%s) holds %s while it builds it; waiting up to %s",
+        what,
+        _describe_owner(owner_file),
+        path,
+        _duration(timeout),
+    )
+    while (remaining := timeout - (time.monotonic() - started)) > 0:
+        try:
+            lock.acquire(timeout=min(LOCK_REMINDER_S, remaining))
+            log.info("%s is ours after waiting %s", path, _duration(time.monotonic() - started))
+            return
+        except filelock.Timeout:
+            log.warning(
+                "Still waiting for %s (%s so far; held by %s)",
+                what,
+                _duration(time.monotonic() - started),
+                _describe_owner(owner_file),
+            )
+    raise AgnewsError(
+        f"gave up waiting for {what} after {_duration(timeout)}: {path} is held by {_describe_owner(owner_file)}. "
+        f"If that process is stuck, stop it; or wait longer with {LOCK_TIMEOUT_ENV}=SECONDS"
+    )
+
+
+def _owner(what: str = "") -> dict[str, object]:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"), "what": what}
+
+
+def _describe_owner(owner_file: Path) -> str:
+    """'pid 123 on host, since 2026-12-03 10:00:00' from an owner file, or 'owner unknown'."""
+    try:
+        owner = json.loads(owner_file.read_text(encoding="utf-8"))
+        return f"pid {owner['pid']} on {owner['host']}, since {owner['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "owner unknown"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 class FolderBusyError(AgnewsError):
@@ -165,8 +254,7 @@ class FolderClaim:
             reason = error.strerror or str(error)
             raise AgnewsError(f"cannot write to the {what} {self.folder} ({reason}); {choose}") from error
         if not already_ours:
-            owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-            atomic_write_text(self.folder / OWNER_FILE, json.dumps(owner) + "\n")
+            atomic_write_text(self.folder / OWNER_FILE, json.dumps(_owner()) + "\n")
         return self
 
     def release(self) -> None:
@@ -179,11 +267,7 @@ class FolderClaim:
         self.release()
 
     def owner(self) -> str:
-        try:
-            owner = json.loads((self.folder / OWNER_FILE).read_text(encoding="utf-8"))
-            return f"pid {owner['pid']} on {owner['host']}, since {owner['since']}"
-        except (OSError, ValueError, KeyError, TypeError):
-            return "owner unknown"
+        return _describe_owner(self.folder / OWNER_FILE)
 
 
 def claim_folder(folder: str | os.PathLike[str], what: str = "folder", choose: str = "choose another") -> FolderClaim:
@@ -200,6 +284,12 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
             path.unlink()
             removed.append(path)
     return removed
+
+
+def sqlite_file(url: object) -> Path | None:
+    """The database file of a `sqlite:///path` URL (MLflow's and Optuna's storages; relative to the working
+    folder), else None."""
+    return Path(url.removeprefix("sqlite:///")) if isinstance(url, str) and url.startswith("sqlite:///") else None
 
 
 _digests: dict[tuple[str, int, int, int], str] = {}

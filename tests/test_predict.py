@@ -18,7 +18,7 @@ from agnews import experiment
 from agnews.config import AppConfig, EmbeddingConfig, EmbeddingKind, Pooling
 from agnews.data.ag_news import read_split
 from agnews.data.text import UNK_INDEX, Vocab, tokenize_all
-from agnews.predict import load_predictor, main
+from agnews.predict import format_csv, load_predictor, main
 from agnews.storage import AgnewsError
 
 PROG_ERROR = "python -m agnews.predict: error: "
@@ -164,15 +164,52 @@ def test_file_with_one_text_per_line_writes_csv(last_run, tmp_path):
         np.testing.assert_allclose([float(row[name]) for name in COLUMNS[3:]], probabilities, atol=1e-6)
 
 
-@pytest.mark.parametrize("target", ["results.json", "model.pt", "vocab.txt", "the input"])
-def test_out_never_overwrites_the_run_or_the_input(last_run, tmp_path, capsys, target):
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["", "--overwrite"])
+@pytest.mark.parametrize(
+    "target",
+    ["results.json", "model.pt", "vocab.txt", "another run's model.pt", "another run's results.json", "the input"],
+)
+def test_out_never_overwrites_a_run_or_the_input(runs, last_run, tmp_path, capsys, target, overwrite):
     source = tmp_path / "texts.txt"
     source.write_text("Troops leave the embassy\n", encoding="utf-8")
-    out = source if target == "the input" else last_run / target
+    other_run = next(run_dir for run_dir, _, _ in runs.values() if run_dir != last_run)
+    if target == "the input":
+        out = source
+    elif target.startswith("another run's "):
+        out = other_run / target.removeprefix("another run's ")
+    else:
+        out = last_run / target
     before = out.read_bytes()
-    assert main([str(last_run), "--file", str(source), "--out", str(out)]) == 2
+    assert main([str(last_run), "--file", str(source), "--out", str(out), *overwrite]) == 2
     assert "write the predictions elsewhere" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+def test_out_replaces_an_existing_file_only_when_asked(last_run, tmp_path, capsys):
+    source, out = tmp_path / "texts.txt", tmp_path / "predictions.csv"
+    source.write_text("Troops leave the embassy\n", encoding="utf-8")
+    out.write_text("a file of the user's\n")
+    assert main([str(last_run), "--file", str(source), "--out", str(out)]) == 2
+    assert f"--out {out} exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert out.read_text() == "a file of the user's\n"
+    assert main([str(last_run), "--file", str(source), "--out", str(out), "--overwrite"]) == 0
+    assert [row["text"] for row in read_csv_text(out.read_text())] == ["Troops leave the embassy"]
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"], ids=["CR (classic Mac)", "CRLF", "LF"])
+def test_every_newline_convention_splits_texts(last_run, tmp_path, newline):
+    texts = ["Troops leave the embassy", "Bank shares fall", "Nasa: new space computer"]
+    source, out = tmp_path / "texts.txt", tmp_path / "predictions.csv"
+    source.write_bytes(newline.join(texts).encode() + newline.encode())
+    assert main([str(last_run), "--file", str(source), "--out", str(out)]) == 0
+    assert [row["text"] for row in read_csv_text(out.read_bytes().decode("utf-8"))] == texts
+
+
+def test_a_carriage_return_inside_a_text_is_quoted_in_the_csv(last_run):
+    texts = ["Troops leave\rthe embassy", "Bank shares fall"]
+    output = format_csv(texts, load_predictor(last_run).predict(texts), ["World", "Sports", "Business", "Sci/Tech"])
+    assert '"Troops leave\rthe embassy"' in output
+    assert [row["text"] for row in csv.DictReader(io.StringIO(output, newline=""))] == texts
 
 
 @pytest.mark.parametrize("as_csv", ["by extension", "--csv"])

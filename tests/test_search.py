@@ -7,6 +7,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +126,7 @@ REFUSALS = {  # problem: (extra arguments, trials, what the message says)
     "folder the study does not know": ([], 1, "already holds job folders 0"),
     "test split": (["data.validation=test"], 1, "choose its trials on the test split"),
     "no trials": ([], 0, "hydra.sweeper.n_trials=0: a search needs at least one trial"),
+    "storage that is no database": ([], 1, "optuna.db is not an Optuna study database ("),
 }
 
 
@@ -134,10 +139,17 @@ def test_a_search_that_would_go_wrong_is_refused_before_any_trial(tmp_path, cli,
     if problem == "folder the study does not know":  # job folders left, but the study's storage is gone
         (sweep_dir / "0").mkdir(parents=True)
         (sweep_dir / "0" / "results.json").write_text("{}")
+    if problem == "storage that is no database":
+        sweep_dir.mkdir()
+        (sweep_dir / "optuna.db").write_text("not a database\n")
     completed = cli("agnews.run", *search_args(sweep_dir, trials, *extra))
     assert completed.returncode == 2
     assert expected in completed.stderr and "Traceback" not in completed.stderr
-    assert not (sweep_dir / "optuna.db").exists()
+    assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
+    if problem == "storage that is no database":
+        assert (sweep_dir / "optuna.db").read_text() == "not a database\n"
+    else:
+        assert not (sweep_dir / "optuna.db").exists()
     assert not (sweep_dir / "1").exists() and not (sweep_dir / "summary.csv").exists()
 
 
@@ -185,3 +197,27 @@ def test_a_search_without_its_packages_names_the_extra(tmp_path, cli, search_arg
     expected = 'hparams_search=bilstm_glove50_optuna needs the hydra-optuna-sweeper package: pip install -e ".[optuna]"'
     assert expected in completed.stderr
     assert not sweep_dir.exists()
+
+
+@pytest.mark.slow
+def test_a_trial_stopped_by_sigterm_says_it_will_not_be_resumed(make_ag_news, tmp_path, repo, search_args):
+    pytest.importorskip("optuna")
+    sweep_dir = tmp_path / "search"
+    arguments = [*search_args(sweep_dir, 1), "trainer.epochs=50", "trainer.patience=null"]
+    search = subprocess.Popen(
+        [sys.executable, "-m", "agnews.run", *arguments],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (sweep_dir / "0" / "checkpoint.pt").exists():
+        assert search.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    search.send_signal(signal.SIGTERM)
+    output = search.communicate(timeout=60)[0]
+    assert search.returncode == 143, output[-2000:]
+    assert "resume=true" not in output and "Traceback" not in output
+    assert f"Stopped by SIGTERM. {sweep_dir / '0'} is recorded interrupted; a search never resumes its trials" in output
+    assert "running the same command again adds new trials" in output

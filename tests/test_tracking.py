@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -282,3 +283,38 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path, tiny_config, killed_ru
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
     history = client.get_metric_history(resumed.info.run_id, "val/acc")
     assert [(m.step, m.value) for m in history] == [(e["epoch"], e["val_acc"]) for e in results["history"]]
+
+
+@pytest.mark.slow
+def test_commands_creating_one_sqlite_store_at_once_keep_every_experiment(tmp_path, repo):
+    """Two sweeps with one logger.tracking_uri=sqlite:///... start together: MLflow's migrations of a fresh store
+    run once, under a lock beside it (without it: "duplicate column name", a lost run)."""
+    pytest.importorskip("mlflow")
+    store = tmp_path / "one.db"
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from agnews.config import LoggerConfig, LoggerName\n"
+        "from agnews.tracking.mlflow_logger import open_experiment\n"
+        "import mlflow, sqlalchemy, alembic  # imported before the start line, so all race at once\n"
+        "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
+        f"config = LoggerConfig(name=LoggerName.mlflow, tracking_uri={f'sqlite:///{store}'!r})\n"
+        "client, experiment = open_experiment(config, Path(sys.argv[2]))\n"
+        "print('experiment', experiment)\n"
+    )
+    start = time.time() + 8  # after every interpreter has imported MLflow
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(start), str(tmp_path / f"sweep{index}")],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        )
+        for index in range(3)
+    ]
+    outputs = [(racer.wait(timeout=120), *racer.communicate()) for racer in racers]
+    assert [code for code, _, _ in outputs] == [0, 0, 0], [err[-1500:] for _, _, err in outputs]
+    names = {experiment.name for experiment in mlflow_client(f"sqlite:///{store}").search_experiments()}
+    assert {str(tmp_path / f"sweep{index}") for index in range(3)} <= names

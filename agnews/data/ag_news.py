@@ -172,7 +172,7 @@ def download_ag_news(
     """
     folder = Path(cache_dir) / "ag_news"
     # One process downloads; others starting together wait, then find the files and only hash them.
-    with _quiet_pooch(), file_lock(Path(cache_dir) / "locks" / "ag_news.lock"):
+    with _quiet_pooch(), file_lock(Path(cache_dir) / "locks" / "ag_news.lock", "the AG News download"):
         return {
             name: _retrieve(f"{base_url.rstrip('/')}/{name}.csv", md5[name], folder, f"{name}.csv", progress)
             for name in SPLITS

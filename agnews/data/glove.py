@@ -79,7 +79,7 @@ def load_glove(
     origin = f"cache {npy}"
     if glove is None:
         # Jobs starting together (joblib, Slurm arrays) wait for one builder, then find its cache.
-        with file_lock(Path(cache_dir) / "locks" / f"glove.{key}.{dim}d.lock"):
+        with file_lock(Path(cache_dir) / "locks" / f"glove.{key}.{dim}d.lock", f"the GloVe {dim}d cache {npy}"):
             glove = _read_cache(npy, words_file, dim)
             if glove is None:
                 remove_stale_temporaries(folder)  # a killed builder's; nobody else builds while we hold the lock

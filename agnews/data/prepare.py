@@ -118,7 +118,7 @@ def _load_or_build(folder: Path, paths: dict[str, Path], config: DataConfig):
         if folder.exists():
             log.warning("prepared-data cache %s is damaged (%s); rebuilding it", folder, error)
     # One process builds; others starting at the same moment wait here and then find the entry.
-    with file_lock(folder.parent / f"{folder.name}.lock"):
+    with file_lock(folder.parent / f"{folder.name}.lock", f"the prepared-data cache entry {folder}"):
         try:
             return _load(folder)  # built (or repaired) while we waited
         except DamagedCacheError:

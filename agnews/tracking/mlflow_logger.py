@@ -25,7 +25,7 @@ from typing import Any
 
 from agnews.config import LoggerConfig
 from agnews.results import RunStatus
-from agnews.storage import file_lock
+from agnews.storage import file_lock, sqlite_file
 from agnews.tracking.facts import RunFacts, epoch_metrics, with_running_best
 
 STORE_FILE = "mlflow.db"
@@ -66,10 +66,16 @@ def open_experiment(config: LoggerConfig, store_dir: Path) -> tuple[Any, str]:
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri(config, store_dir)
-    local = uri.startswith("sqlite:///") and config.tracking_uri is None
+    local = config.tracking_uri is None
     name = experiment_name(config, store_dir)
-    # A local store is created (and its experiment) by one process at a time; a server does this itself.
-    lock = file_lock(Path(store_dir) / f"{STORE_FILE}.lock") if local else contextlib.nullcontext()
+    # A SQLite store is created (and its experiments) by one process at a time, whichever commands share it;
+    # a server does this itself.
+    store_file = sqlite_file(uri)
+    lock = (
+        file_lock(store_file.with_name(f"{store_file.name}.lock"), f"the MLflow store {store_file}")
+        if store_file
+        else contextlib.nullcontext()
+    )
     with lock:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(name)

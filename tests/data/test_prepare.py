@@ -157,3 +157,37 @@ def test_long_texts_are_cut_at_max_tokens(tmp_path, caplog):
     assert prepared.train.lengths.max() <= 50 or prepared.val.lengths.max() <= 50
     assert max(prepared.train.lengths.max(), prepared.val.lengths.max()) == 50
     assert "1 texts are longer than data.max_tokens=50 tokens and were cut (the longest has 200001)" in caplog.text
+
+
+def test_a_cache_entry_locked_by_a_stuck_process_is_named_then_given_up_on(
+    ag_news_dir, isolated_cache, monkeypatch, caplog
+):
+    """Another process (stuck, or slow) holds the entry's lock: the run says after a few seconds what it waits
+    for and who holds it, and gives up after $AGNEWS_LOCK_TIMEOUT seconds instead of waiting silently."""
+    from agnews.data import ag_news
+
+    config = DataConfig(dir=str(ag_news_dir))
+    key = prepare.cache_key(ag_news.locate_ag_news(str(ag_news_dir), isolated_cache), config)
+    lock = isolated_cache / "prepared" / f"{key}.lock"
+    script = (
+        "import sys, time\nfrom agnews.storage import file_lock\n"
+        f"with file_lock({str(lock)!r}, 'a test'):\n    print('held', flush=True)\n    time.sleep(120)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("AGNEWS_LOCK_TIMEOUT", "7")
+        with pytest.raises(AgnewsError) as gave_up:
+            prepare_data(config, isolated_cache, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    entry = isolated_cache / "prepared" / key
+    assert f"Waiting for the prepared-data cache entry {entry}: another process (pid {holder.pid} on " in caplog.text
+    assert str(gave_up.value).startswith(f"gave up waiting for the prepared-data cache entry {entry} after 7 s")
+    assert f"is held by pid {holder.pid} on" in str(gave_up.value) and "AGNEWS_LOCK_TIMEOUT=SECONDS" in str(
+        gave_up.value
+    )
+
+    prepared = prepare_data(config, isolated_cache, progress=False)  # the holder is gone: its lock went with it
+    assert len(prepared.train) > 0
