@@ -5,6 +5,7 @@ model/parameters, model/trainable_parameters, embedding/coverage, perf/wall_time
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,12 @@ class RunFacts:
         if self.git_commit:
             tags["git_commit"] = self.git_commit
         return tags
+
+
+def run_key(run_dir: Path) -> str:
+    """A stable id of a run folder (a hash of its absolute path): how a backend finds the run that an earlier
+    attempt in the same folder started, to continue it on resume."""
+    return hashlib.sha256(str(Path(run_dir).absolute()).encode()).hexdigest()[:32]
 
 
 def _is_incidental(override: str) -> bool:
