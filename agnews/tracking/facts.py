@@ -1,5 +1,5 @@
 """What a run reports to a tracker: `RunFacts` (known when it starts), and its numbers under metric names
-both backends share: per epoch (step = epoch) train/loss, train/acc, val/loss, val/acc, val/best_acc,
+every backend shares: per epoch (step = epoch) train/loss, train/acc, val/loss, val/acc, val/best_acc,
 train/lr, perf/epoch_time_s, perf/samples_per_s; once, at the end, test/acc, test/loss, best_epoch,
 model/parameters, model/trainable_parameters, embedding/coverage, perf/wall_time_s, perf/setup_time_s."""
 
