@@ -64,6 +64,7 @@ class LoggerName(StrEnum):
     none = "none"
     tensorboard = "tensorboard"  # event files in each run folder
     mlflow = "mlflow"  # a SQLite store at the sweep root, or logger.tracking_uri
+    wandb = "wandb"  # Weights & Biases runs in each run folder, offline unless WANDB_MODE says otherwise
 
 
 class LrDecay(StrEnum):
@@ -189,6 +190,9 @@ class TrainerConfig:
             raise ValueError(f"trainer.divergence_threshold must be positive or null, got {self.divergence_threshold}")
 
 
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
+
+
 @dataclass
 class LoggerConfig:
     """Live experiment tracking (agnews/tracking); results.json stays the record of every run."""
@@ -198,6 +202,7 @@ class LoggerConfig:
     # A server (http://host:5000) or any other MLflow URI works, except the deprecated file store.
     tracking_uri: str | None = None
     experiment_name: str | None = None  # mlflow: null = the sweep folder's absolute path (one experiment per sweep)
+    project: str | None = None  # wandb: the W&B project; null = "agnews"
 
     def __post_init__(self) -> None:
         uri = self.tracking_uri or ""
@@ -205,6 +210,14 @@ class LoggerConfig:
             raise ValueError(
                 f"logger.tracking_uri={uri!r}: MLflow's file store is deprecated (MLflow 3 refuses it); "
                 "use sqlite:////abs/path/mlflow.db, a server URL, or null for <sweep>/mlflow.db"
+            )
+        # W&B's own rule, checked by wandb.init in every job; here it fails once, before any job starts.
+        if self.project is not None and (
+            not self.project or len(self.project) > 128 or set(self.project) & set(WANDB_PROJECT_FORBIDDEN)
+        ):
+            raise ValueError(
+                f"logger.project={self.project!r}: a W&B project name has 1 to 128 characters, none of "
+                f"{' '.join(WANDB_PROJECT_FORBIDDEN)}"
             )
 
 
@@ -240,6 +253,7 @@ NOT_PART_OF_THE_RUN = frozenset(
         "logger.name",
         "logger.tracking_uri",
         "logger.experiment_name",
+        "logger.project",
     }
 )
 

@@ -1,5 +1,5 @@
-"""Tracking (logger=tensorboard / mlflow): what a run logged is read back with each tool's own reader and
-compared with the run's results.json; a failed job shows as failed; a missing package or a broken store
+"""Tracking (logger=tensorboard / mlflow / wandb): what a run logged is read back with each tool's own reader
+and compared with the run's results.json; a failed job shows as failed; a missing package or a broken store
 never costs a run."""
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from hydra import compose, initialize_config_dir
 from agnews.config import LoggerConfig, LoggerName, config_differences, flatten, register_configs
 from agnews.experiment import run_experiment
 from agnews.tracking.callback import unreachable_server
+from agnews.tracking.facts import EPOCH_METRICS, run_key
 from agnews.tracking.mlflow_logger import quiet_mlflow
-from agnews.tracking.tracker import MissingExtraError
+from agnews.tracking.tracker import MissingExtraError, require_packages
+from agnews.tracking.wandb_logger import quiet_wandb
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TENSORBOARD = LoggerConfig(name=LoggerName.tensorboard)
@@ -48,7 +50,7 @@ def sweep_args(data_dir: Path, sweep_dir: Path, logger: str, launcher: str) -> l
 # --- configuration ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", ["none", "tensorboard", "mlflow"])
+@pytest.mark.parametrize("option", ["none", "tensorboard", "mlflow", "wandb"])
 def test_logger_options_compose(option):
     from omegaconf import OmegaConf
 
@@ -56,7 +58,13 @@ def test_logger_options_compose(option):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         config = OmegaConf.to_object(compose("config", overrides=[f"logger={option}"]))
     assert config.logger.name == LoggerName(option)
-    assert config.logger.tracking_uri is None
+    assert config.logger.tracking_uri is None and config.logger.project is None
+
+
+@pytest.mark.parametrize("project", ["", "team/agnews", "a:b", "x" * 129])
+def test_a_project_wandb_would_refuse_is_refused_naming_the_key(project):
+    with pytest.raises(ValueError, match=r"logger\.project=.*W&B project name"):
+        LoggerConfig(name=LoggerName.wandb, project=project)
 
 
 @pytest.mark.parametrize("uri", ["file:///tmp/mlruns", "/tmp/mlruns", "mlruns"])
@@ -105,6 +113,15 @@ def test_mlflow_telemetry_is_off_unless_the_user_set_it(monkeypatch):
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
 
 
+def test_wandb_is_offline_unless_the_user_chose_a_mode(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    quiet_wandb()
+    assert os.environ["WANDB_MODE"] == "offline"
+    monkeypatch.setenv("WANDB_MODE", "online")  # the user's choice stands
+    quiet_wandb()
+    assert os.environ["WANDB_MODE"] == "online"
+
+
 # --- a missing package ---------------------------------------------------------------------------------
 
 
@@ -116,6 +133,12 @@ def test_a_missing_package_fails_before_any_data_is_read(tmp_path, tiny_config, 
     with pytest.raises(MissingExtraError, match=expected):
         run_experiment(config, tmp_path / "run")
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_missing_wandb_names_its_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(MissingExtraError, match=r'logger=wandb needs the wandb package.*pip install -e "\.\[wandb\]"'):
+        require_packages(LoggerName.wandb)
 
 
 @pytest.mark.slow
@@ -318,3 +341,160 @@ def test_commands_creating_one_sqlite_store_at_once_keep_every_experiment(tmp_pa
     assert [code for code, _, _ in outputs] == [0, 0, 0], [err[-1500:] for _, _, err in outputs]
     names = {experiment.name for experiment in mlflow_client(f"sqlite:///{store}").search_experiments()}
     assert {str(tmp_path / f"sweep{index}") for index in range(3)} <= names
+
+
+# --- Weights & Biases ----------------------------------------------------------------------------------
+
+WANDB = LoggerConfig(name=LoggerName.wandb)
+
+
+@pytest.fixture
+def wandb_home(tmp_path, monkeypatch) -> Path:
+    """Offline W&B whose own folders (settings, cache, service log, artifacts) are in tmp_path, not the
+    user's; W&B's service is stopped afterwards, so the next test's starts with that test's folders."""
+    wandb = pytest.importorskip("wandb")
+    home = tmp_path / "wandb-home"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for variable, folder in (
+        ("WANDB_DIR", "dir"),
+        ("WANDB_CONFIG_DIR", "config"),
+        ("WANDB_CACHE_DIR", "cache"),
+        ("WANDB_DATA_DIR", "data"),
+        ("WANDB_ARTIFACT_DIR", "artifacts"),
+    ):
+        monkeypatch.setenv(variable, str(home / folder))
+    yield home
+    wandb.teardown()
+
+
+def wandb_files(run_dir: Path) -> list[Path]:
+    return list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+
+
+def read_wandb_run(path: Path) -> dict:
+    """One .wandb file as W&B's own reader sees it: `wandb leet inspect --json` prints each record of the
+    transaction log as a JSON line (wandb-core reads the file; no network). Returns the run record (id,
+    name, group, project, start time), the config, the history rows, the summary (its updates in order)
+    and the exit code."""
+    command = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(path)]
+    printed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+    run, history, summary, exit_code = {}, [], {}, None
+    for line in printed.splitlines():
+        record = json.loads(line)
+        kind, content = record["type"], record.get(record["type"], {})
+        if kind == "run":
+            run = content
+        elif kind == "history":
+            history.append(content["item"])
+        elif kind == "summary":
+            summary.update(content.get("update", {}))
+        elif kind == "exit":
+            exit_code = content.get("exit_code", 0)  # protobuf's JSON leaves out zeros
+    config = {key: value for key, value in run["config"]["update"].items() if key != "_wandb"}
+    return {"run": run, "config": config, "history": history, "summary": summary, "exit_code": exit_code}
+
+
+def read_wandb_runs(run_dir: Path) -> list[dict]:
+    """Every W&B run file in a run folder (one per attempt), oldest first."""
+    return sorted(map(read_wandb_run, wandb_files(run_dir)), key=lambda found: found["run"]["start_time"])
+
+
+def logged_epochs(found: dict, key: str) -> list[tuple[int, float]]:
+    return [(row["_step"], row[EPOCH_METRICS[key]]) for row in found["history"]]
+
+
+def recorded_epochs(results: dict, key: str) -> list[tuple[int, float]]:
+    return [(epoch["epoch"], pytest.approx(epoch[key])) for epoch in results["history"]]
+
+
+def test_wandb_holds_the_runs_config_curves_final_metrics_and_status(tmp_path, tiny_config, wandb_home):
+    import wandb
+
+    run_dir = tmp_path / "run"
+    results = run_experiment(tiny_config(logger=WANDB), run_dir)
+    assert wandb.run is None  # no global run was left to leak into the next job
+    (found,) = read_wandb_runs(run_dir)
+    run = found["run"]
+    assert run["run_id"] == run_key(run_dir) and run["project"] == "agnews"
+    assert run["display_name"] == "run" and not run.get("run_group")  # a single run: no sweep to group by
+    assert flatten(found["config"]) == flatten(results["config"])
+    for key in ("val_acc", "train_loss", "lr", "samples_per_s"):
+        assert logged_epochs(found, key) == recorded_epochs(results, key)
+    summary = found["summary"]
+    assert summary["test/acc"] == pytest.approx(results["metrics"]["test_acc"])
+    assert summary["model/parameters"] == results["num_parameters"] and summary["best_epoch"] == 2
+    assert summary["status"] == "completed" and found["exit_code"] == 0
+    assert summary["run_dir"] == str(run_dir) and summary["git_commit"] == results["git_commit"]
+    # W&B wrote the run into the run folder; outside it only its service log, and that into WANDB_CACHE_DIR.
+    outside = [path.relative_to(wandb_home) for path in wandb_home.rglob("*") if path.is_file()]
+    assert all(path.parts[:3] == ("cache", "wandb", "logs") for path in outside), outside
+
+
+def test_a_failed_run_ends_failed_in_wandb(tmp_path, tiny_config, wandb_home):
+    config = tiny_config(logger=WANDB)
+    config.data.dir = str(tmp_path / "missing")  # tracking starts, then reading the data fails
+    with pytest.raises(Exception, match="missing"):
+        run_experiment(config, tmp_path / "run")
+    assert results_of(tmp_path / "run")["status"] == "failed"
+    (found,) = read_wandb_runs(tmp_path / "run")
+    assert found["summary"]["status"] == "failed" and "missing" in found["summary"]["error"]
+    assert found["exit_code"] == 1 and found["history"] == []
+
+
+def test_a_resumed_run_continues_its_wandb_run_with_every_epoch_once(tmp_path, tiny_config, killed_run, wandb_home):
+    config = tiny_config(trainer={"epochs": 3}, logger=WANDB)
+    run_dir = tmp_path / "run"
+    killed_run(config, run_dir, epochs_done=1)
+    config.resume = True
+    results = run_experiment(config, run_dir)
+    killed, resumed = read_wandb_runs(run_dir)
+    assert killed["run"]["run_id"] == resumed["run"]["run_id"] == run_key(run_dir)
+    assert killed["summary"]["status"] == "interrupted" and killed["exit_code"] == 1
+    # Offline, the resumed attempt is a second file of the same W&B run, which `wandb sync` uploads after the
+    # first, replacing its history: it holds every epoch, each once.
+    assert logged_epochs(resumed, "val_acc") == recorded_epochs(results, "val_acc")
+    assert [row["_step"] for row in resumed["history"]] == [1, 2, 3]
+    assert resumed["summary"]["status"] == "completed" and resumed["exit_code"] == 0
+
+
+@pytest.mark.parametrize("blocked", ["unwritable", "a file named wandb"])
+def test_a_run_folder_wandb_cannot_write_costs_a_warning_not_the_run(
+    tmp_path, tiny_config, wandb_home, monkeypatch, caplog, blocked
+):
+    import tempfile
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    if blocked == "unwritable":  # as W&B sees it (tests may run as root, which any folder lets write)
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != run_dir and real_access(path, mode))
+    else:
+        (run_dir / "wandb").write_text("a file where W&B's folder should be\n")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-temp"))  # where W&B would fall back to
+    (tmp_path / "system-temp").mkdir()
+    started = time.monotonic()
+    results = run_experiment(tiny_config(logger=WANDB), run_dir)
+    assert results["status"] == "completed" and time.monotonic() - started < 60
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert any("wandb tracking failed at start" in message for message in warnings)
+    assert not list((tmp_path / "system-temp").rglob("*.wandb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_wandb_groups_a_sweeps_jobs_one_run_each(ag_news_dir, tmp_path, cli, wandb_home, launcher):
+    sweep_dir = tmp_path / "sweep"
+    completed = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "wandb", launcher))
+    assert completed.returncode == 1, completed.stderr[-3000:]  # job 0 failed, and the sweep says so
+    (failed,), (good,) = read_wandb_runs(sweep_dir / "0"), read_wandb_runs(sweep_dir / "1")
+    assert failed["run"]["run_group"] == good["run"]["run_group"] == str(sweep_dir)
+    assert failed["run"]["run_id"] != good["run"]["run_id"]
+    assert f"data.dir={ag_news_dir}" in good["run"]["display_name"]
+    assert "logger=wandb" not in good["run"]["display_name"]
+    results = results_of(sweep_dir / "1")
+    assert logged_epochs(good, "val_acc") == recorded_epochs(results, "val_acc")
+    assert good["summary"]["test/acc"] == pytest.approx(results["metrics"]["test_acc"])
+    assert good["summary"]["status"] == "completed" and good["exit_code"] == 0
+    assert good["summary"]["sweep"] == str(sweep_dir) and good["summary"]["job"] == "1"
+    assert failed["summary"]["status"] == "failed" and failed["exit_code"] == 1
+    assert "wandb:" not in completed.stdout + completed.stderr  # W&B stays silent

@@ -1,10 +1,11 @@
 """What a run reports to a tracker: `RunFacts` (known when it starts), and its numbers under metric names
-both backends share: per epoch (step = epoch) train/loss, train/acc, val/loss, val/acc, val/best_acc,
+every backend shares: per epoch (step = epoch) train/loss, train/acc, val/loss, val/acc, val/best_acc,
 train/lr, perf/epoch_time_s, perf/samples_per_s; once, at the end, test/acc, test/loss, best_epoch,
 model/parameters, model/trainable_parameters, embedding/coverage, perf/wall_time_s, perf/setup_time_s."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,12 @@ class RunFacts:
         if self.git_commit:
             tags["git_commit"] = self.git_commit
         return tags
+
+
+def run_key(run_dir: Path) -> str:
+    """A stable id of a run folder (a hash of its absolute path): how a backend finds the run that an earlier
+    attempt in the same folder started, to continue it on resume."""
+    return hashlib.sha256(str(Path(run_dir).absolute()).encode()).hexdigest()[:32]
 
 
 def _is_incidental(override: str) -> bool:

@@ -16,7 +16,6 @@ which the training loop need not wait for; the run's end waits for them before i
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -26,7 +25,7 @@ from typing import Any
 from agnews.config import LoggerConfig
 from agnews.results import RunStatus
 from agnews.storage import file_lock, sqlite_file
-from agnews.tracking.facts import RunFacts, epoch_metrics, with_running_best
+from agnews.tracking.facts import RunFacts, epoch_metrics, run_key, with_running_best
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"  # MLflow wants an artifact root; agnews logs no artifacts there
@@ -40,10 +39,6 @@ MAX_TAG_LENGTH = 5000  # MLflow's limit for tag values is 8000 characters
 
 
 RUN_KEY_TAG = "agnews.run_key"  # which run folder an MLflow run belongs to, for resume
-
-
-def run_key(run_dir: Path) -> str:
-    return hashlib.sha256(str(Path(run_dir).absolute()).encode()).hexdigest()[:32]
 
 
 def quiet_mlflow() -> None:

@@ -16,6 +16,7 @@ from agnews.config import LoggerConfig, LoggerName
 from agnews.storage import AgnewsError
 from agnews.tracking.facts import RunFacts, final_metrics, is_number
 from agnews.tracking.mlflow_logger import MlflowTracker, quiet_mlflow
+from agnews.tracking.wandb_logger import WandbTracker, quiet_wandb
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 REQUIRED_MODULES = {
     LoggerName.tensorboard: ("tensorboard",),
     LoggerName.mlflow: ("mlflow", "sqlalchemy", "alembic"),
+    LoggerName.wandb: ("wandb",),
 }
 
 
@@ -35,6 +37,8 @@ def require_packages(name: LoggerName) -> None:
     """Import what `logger=name` needs, or raise MissingExtraError naming the extra to install."""
     if name is LoggerName.mlflow:
         quiet_mlflow()
+    if name is LoggerName.wandb:
+        quiet_wandb()
     for module in REQUIRED_MODULES.get(name, ()):
         try:
             importlib.import_module(module)
@@ -63,6 +67,8 @@ def make_tracker(name: LoggerName, config: LoggerConfig) -> Tracker:
         from agnews.tracking.tensorboard_logger import TensorBoardTracker
 
         return TensorBoardTracker()
+    if name is LoggerName.wandb:
+        return WandbTracker(config)
     return MlflowTracker(config)
 
 
