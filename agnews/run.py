@@ -17,13 +17,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from agnews.cluster import missing_launcher, register_resolvers
 from agnews.config import ConfigError, register_configs, to_app_config
 from agnews.experiment import Terminated, run_experiment
-from agnews.launch import launch_job
 from agnews.results import BASIC_SWEEPER, RunStatus
-from agnews.search import failed_objective, require_optuna
 from agnews.storage import AgnewsError
+from agnews.sweep.launchers import register_resolvers, require_launcher
+from agnews.sweep.plan import launch_job
+from agnews.sweep.study import failed_objective, require_optuna
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    if problem := missing_launcher(sys.argv[1:]):
-        print(f"agnews: error: {problem}", file=sys.stderr)
-        sys.exit(2)
+    require_launcher(sys.argv[1:])
     require_optuna(sys.argv[1:])
     try:
         main()

@@ -14,8 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from agnews import cluster
-from agnews.cluster import missing_launcher
+from agnews.sweep import launchers
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -55,19 +54,25 @@ def test_ray_presets_reserve_the_threads_and_gpus_a_job_uses():
 
 
 def test_cpus_and_gpus_follow_the_trainer_settings(monkeypatch):
-    assert cluster.cpus_for_threads(None) == 1 and cluster.cpus_for_threads(3) == 3
-    assert cluster.gpus_for_device("cpu") == 0 and cluster.gpus_for_device("cuda:1") == 1
+    assert launchers.cpus_for_threads(None) == 1 and launchers.cpus_for_threads(3) == 3
+    assert launchers.gpus_for_device("cpu") == 0 and launchers.gpus_for_device("cuda:1") == 1
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
-    assert cluster.gpus_for_device("auto") == 1
+    assert launchers.gpus_for_device("auto") == 1
 
 
-def test_a_launcher_whose_extra_is_missing_names_the_extra(monkeypatch):
-    monkeypatch.setattr(cluster.importlib.util, "find_spec", lambda name: None)
-    assert missing_launcher(["seed=0,1", "hydra/launcher=ray_local"]) == (
-        "hydra/launcher=ray_local needs the ray extra: pip install -e '.[ray]'"
+def test_a_launcher_whose_extra_is_missing_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setattr(launchers.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit) as refused:
+        launchers.require_launcher(["seed=0,1", "hydra/launcher=ray_local"])
+    assert refused.value.code == 2
+    assert (
+        capsys.readouterr().err
+        == "agnews: error: hydra/launcher=ray_local needs the ray extra: pip install -e '.[ray]'\n"
     )
-    assert "the launchers extra" in missing_launcher(["hydra/launcher=slurm_gpu"])
-    assert missing_launcher(["hydra/launcher=basic", "seed=1"]) is None
+    with pytest.raises(SystemExit):
+        launchers.require_launcher(["hydra/launcher=slurm_gpu"])
+    assert "the launchers extra" in capsys.readouterr().err
+    launchers.require_launcher(["hydra/launcher=basic", "seed=1"])  # nothing to install
 
 
 def read_results(job_dir: Path) -> dict | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agnews.search import failed_objective
+from agnews.sweep.study import failed_objective
 
 
 def test_a_failed_job_returns_the_worst_value_for_the_sweepers_direction():

@@ -20,9 +20,10 @@ from omegaconf import OmegaConf
 from agnews.config import OptimizerConfig, OptimizerName
 from agnews.experiment import run_experiment
 from agnews.predict import load_predictor
-from agnews.report.summary_csv import SummaryCallback, write_summary
+from agnews.report.summary_csv import write_summary
 from agnews.results import BASIC_SWEEPER, CHECKPOINT_FILE, MODEL_FILE
 from agnews.storage import AgnewsError, FolderBusyError, claim_folder
+from agnews.sweep.summary import SummaryCallback
 from agnews.train import DIVERGENCE_WINDOW, DivergedError, DivergenceMonitor
 
 

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from agnews.config import LoggerConfig, LoggerName, config_differences, flatten, register_configs
 from agnews.experiment import run_experiment
-from agnews.tracking.callback import unreachable_server
+from agnews.sweep.tracking import unreachable_server
 from agnews.tracking.facts import EPOCH_METRICS, run_key
 from agnews.tracking.mlflow_logger import quiet_mlflow
 from agnews.tracking.tracker import MissingExtraError, require_packages

@@ -1,6 +1,6 @@
-"""summary.csv: one row per job of a sweep, from what each run recorded about itself. Written by
-`SummaryCallback` when a multirun ends, and at any time by `python -m agnews.report --summary SWEEP`
-(also while jobs still run, or after the launcher was killed)."""
+"""summary.csv: one row per job of a sweep, from what each run recorded about itself. Written when a multirun
+ends (agnews.sweep.summary), and at any time by `python -m agnews.report --summary SWEEP` (also while jobs
+still run, or after the launcher was killed)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
-from omegaconf import OmegaConf
-
-from agnews.launch import launch_id
 from agnews.report.sweep import SUMMARY_FILE, holds_single_runs, read_sweep, swept_keys
-from agnews.results import BASIC_SWEEPER, JobRecord, RunStatus
+from agnews.results import JobRecord, RunStatus
 from agnews.storage import AgnewsError, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -72,48 +68,3 @@ def report_incomplete(jobs: list[JobRecord]) -> int:
     if incomplete:
         log.error("%d of %d jobs did not complete; see %s", len(incomplete), len(jobs), SUMMARY_FILE)
     return len(incomplete)
-
-
-def declared_sweep_keys(config: Any) -> list[str]:
-    """The keys a launch sweeps: its `a=x,y` overrides and its sweeper's params (from the launching
-    command's own config in memory, not from multirun.yaml on disk)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = config.hydra.sweeper.get("params") or {}
-    parsed = OverridesParser.create().parse_overrides([str(item) for item in config.hydra.overrides.task])
-    swept = {override.key_or_group.lstrip("+~") for override in parsed if override.is_sweep_override()}
-    return sorted(swept | {str(key).lstrip("+~") for key in params})
-
-
-def earlier_launches(jobs: list[JobRecord], this_launch: str | None) -> list[JobRecord]:
-    """The jobs that recorded another launch than `this_launch` (jobs recording none are not among them)."""
-    if this_launch is None:
-        return []
-    return [job for job in jobs if job.launch_job and job.launch_job.partition("/")[0] != this_launch]
-
-
-class SummaryCallback(Callback):
-    """Hydra callback (conf/config.yaml: hydra.callbacks.summary) writing summary.csv when a multirun ends.
-    It runs in the launching process, with every launcher. If any job did not complete, or summary.csv
-    cannot be written, it says so and makes the command exit with status 1."""
-
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        # Hydra turns an exception raised here into a warning and exit status 0; SystemExit gets through.
-        try:
-            jobs = write_summary(Path(config.hydra.sweep.dir), declared_sweep_keys(config))
-        except AgnewsError as error:
-            log.error("summary.csv: %s", error)
-            raise SystemExit(1) from None
-        if OmegaConf.select(config, "hydra.sweeper._target_", default=BASIC_SWEEPER) != BASIC_SWEEPER:
-            # An optimising sweeper runs new trials and never reruns a study's earlier ones: a trial an earlier
-            # command left unfinished is listed, but only this command's trials decide its exit status.
-            earlier = earlier_launches(jobs, launch_id(config))
-            if unfinished := [job.job for job in earlier if job.status != RunStatus.completed]:
-                log.warning(
-                    "Trials of earlier commands that did not complete (jobs %s) stay in %s and in the study",
-                    ", ".join(unfinished),
-                    SUMMARY_FILE,
-                )
-            jobs = [job for job in jobs if job not in earlier]
-        if report_incomplete(jobs):
-            raise SystemExit(1)

@@ -5,7 +5,7 @@ folder for a single run), never MLflow's deprecated file store. Parallel jobs sh
 concurrent writers, but not concurrent creation, since MLflow builds a fresh store with alembic migrations
 that break when several processes run them at once (the store is then left unusable). So a store is
 opened under a file lock next to it, and the launching process creates it before any job starts
-(tracking.callback). Telemetry is off unless the user set MLFLOW_DISABLE_TELEMETRY.
+(agnews.sweep.tracking). Telemetry is off unless the user set MLFLOW_DISABLE_TELEMETRY.
 
 The client API with explicit run ids is used rather than mlflow's global "active run", which would leak
 between the jobs a joblib worker runs one after another. Epochs are logged asynchronously (MLflow's

@@ -1,4 +1,4 @@
-"""The Hydra callback (conf/config.yaml: hydra.callbacks.tracking) that readies tracking in the launching
+"""TrackingCallback (conf/config.yaml: hydra.callbacks.tracking) readies tracking in the launching
 process, before any job runs: a logger whose package is missing, or an MLflow server that cannot be
 reached, stops the command with one line naming what to do, and a sweep's MLflow store is created once,
 so that parallel jobs only ever open an existing one (creating it concurrently breaks it; see
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from agnews.config import LoggerConfig, LoggerName
+from agnews.sweep import refuse
 from agnews.tracking.tracker import MissingExtraError, require_packages
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,11 @@ def _check(logger: LoggerConfig | None) -> None:
     try:
         require_packages(logger.name)
     except MissingExtraError as error:
-        _stop(str(error))
+        refuse(str(error))
     if logger.name is LoggerName.mlflow and logger.tracking_uri:
         problem = unreachable_server(logger.tracking_uri)
         if problem:
-            _stop(
+            refuse(
                 f"logger.tracking_uri={logger.tracking_uri}: {problem}; start the MLflow server or correct the "
                 "URI, or track into the sweep folder (logger.tracking_uri=null) or not at all (logger=none)"
             )
@@ -79,9 +79,3 @@ def unreachable_server(uri: str) -> str | None:
             return None
     except OSError as error:
         return f"cannot connect to {parts.hostname}:{port} ({error.strerror or error})"
-
-
-def _stop(message: str) -> None:
-    # Hydra turns an exception in a callback into a warning and goes on; SystemExit stops it.
-    print(f"agnews: error: {message}", file=sys.stderr)
-    raise SystemExit(2) from None

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 from omegaconf import OmegaConf
 
+from agnews.sweep import refuse
+
 _SUBMITIT = ("hydra_plugins.hydra_submitit_launcher", "launchers")
 _RAY = ("hydra_plugins.hydra_ray_launcher", "ray")
 # hydra/launcher options -> (the plugin's package, the agnews extra that installs it)
@@ -21,17 +23,16 @@ LAUNCHER_PLUGINS = {
 }
 
 
-def missing_launcher(args: Iterable[str]) -> str | None:
-    """What to install for a `hydra/launcher=NAME` argument whose plugin is missing, else None. Hydra
-    itself would only say that the option does not exist."""
+def require_launcher(args: Iterable[str]) -> None:
+    """Refuse a `hydra/launcher=NAME` argument whose plugin is missing, naming the extra to install. Called
+    before Hydra composes the config: Hydra itself would only say that the option does not exist."""
     for arg in args:
         key, _, name = str(arg).partition("=")
         if key.lstrip("+") != "hydra/launcher" or name not in LAUNCHER_PLUGINS:
             continue
         package, extra = LAUNCHER_PLUGINS[name]
         if importlib.util.find_spec(package) is None:
-            return f"hydra/launcher={name} needs the {extra} extra: pip install -e '.[{extra}]'"
-    return None
+            refuse(f"hydra/launcher={name} needs the {extra} extra: pip install -e '.[{extra}]'")
 
 
 def cpus_for_threads(num_threads: int | None) -> int:

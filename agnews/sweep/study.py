@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from agnews.storage import sqlite_file
+from agnews.sweep import refuse
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,7 @@ def require_optuna(arguments: Sequence[str]) -> None:
         except ImportError:
             found = False
         if not found:
-            print(f'agnews: error: {asked[0]} needs the {package} package: pip install -e ".[optuna]"', file=sys.stderr)
-            raise SystemExit(2)
+            refuse(f'{asked[0]} needs the {package} package: pip install -e ".[optuna]"')
 
 
 def failed_objective(sweeper: Mapping[str, Any]) -> float:
@@ -78,7 +77,7 @@ def trials_so_far(storage: Any, study_name: str | None) -> int:
     except Exception as error:  # SQLAlchemy's DatabaseError for a file that is no database, Optuna's own ...
         what = f"{path} is not an Optuna study database" if path is not None else f"{storage} cannot be opened"
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        _refuse(f"{what} ({first}); nothing was launched. Move it away, or point hydra.sweeper.storage elsewhere")
+        refuse(f"{what} ({first}); nothing was launched. Move it away, or point hydra.sweeper.storage elsewhere")
     return next((summary.n_trials for summary in summaries if summary.study_name == study_name), 0)
 
 
@@ -115,13 +114,13 @@ class StudyCallback(Callback):
         if sweeper.get("_target_") != OPTUNA_SWEEPER:
             return
         if str(config.get("data", {}).get("validation")) == "test":
-            _refuse(
+            refuse(
                 "data.validation=test would make the search choose its trials on the test split; "
                 "use data.validation=held_out (the default)"
             )
         n_trials = sweeper.get("n_trials")
         if isinstance(n_trials, int) and n_trials < 1:
-            _refuse(f"hydra.sweeper.n_trials={n_trials}: a search needs at least one trial")
+            refuse(f"hydra.sweeper.n_trials={n_trials}: a search needs at least one trial")
         path = sqlite_file(sweeper.get("storage"))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder of its file
@@ -143,7 +142,7 @@ def _check_folder(sweep_dir: Path, first: int, sweeper: DictConfig) -> None:
     study = f"study {sweeper.get('study_name')!r} in {sweeper.get('storage')}"
     if sweeper.get("storage") is None or sweeper.get("study_name") is None:
         study = "a study without storage or study_name (a new one every time)"
-    _refuse(
+    refuse(
         f"{sweep_dir} already holds job folders {', '.join(map(str, taken[:5]))}{' ...' if len(taken) > 5 else ''} "
         f"that {study} does not count as its trials, and new trials would be numbered into them; nothing was "
         "launched. Choose another hydra.sweep.dir, or restore the study's storage."
@@ -154,9 +153,9 @@ def _check_same_settings(config: DictConfig, sweep_dir: Path, searched: set[str]
     """Refuse to add trials whose fixed settings (all but the searched ones) differ from those the study's
     earlier trials recorded: their accuracies would not be comparable, yet the study would rank them together."""
     from agnews.config import ConfigError, config_differences, to_app_config, to_plain_dict
-    from agnews.launch import without_hydra
     from agnews.report.sweep import find_job_dirs
     from agnews.results import read_job
+    from agnews.sweep.plan import without_hydra
 
     earlier = next((job for job in map(read_job, find_job_dirs(sweep_dir)) if job.config), None)
     if earlier is None:
@@ -171,15 +170,9 @@ def _check_same_settings(config: DictConfig, sweep_dir: Path, searched: set[str]
         if difference.partition(":")[0] not in searched
     ]
     if differences:
-        _refuse(
+        refuse(
             f"this command's settings differ from those of the study's earlier trials in {sweep_dir} (job "
             f"{earlier.job}: {'; '.join(differences[:5])}), so its trials would not be comparable with theirs; "
             "nothing was launched. Rerun with the earlier settings (only hydra.sweeper.n_trials and how jobs run "
             "may change), or start another study in another hydra.sweep.dir."
         )
-
-
-def _refuse(message: str) -> None:
-    # Hydra turns an exception in a callback into a warning and goes on; SystemExit stops it.
-    print(f"agnews: error: {message}", file=sys.stderr)
-    raise SystemExit(2)

@@ -1,39 +1,33 @@
-"""The Hydra callback that guards run and sweep folders before Hydra writes into them.
+"""FolderGuard, the Hydra callback that guards run and sweep folders before Hydra writes into them.
 
 Hydra writes `.hydra/` into a run folder and `multirun.yaml` into a sweep folder before agnews runs, so a
 command that agnews would refuse (a second sweep into a busy folder, a resume whose jobs differ from the
 folder's) has already rewritten the other command's files by the time the run could object. This
 callback objects first: it claims the folder for the launching command (atomically, see
-storage.FolderClaim) and, for Hydra's basic sweeper, composes every planned job and checks it against
-what the folder's runs recorded. A refusal is one message and exit status 2, with nothing written.
-
-Each multirun launch also gets an id that every job's config carries (`hydra.job.env_set.AGNEWS_LAUNCH_ID`).
-A job that a cluster runs again (submitit requeues a preempted or timed-out job with the same overrides)
-finds its own earlier attempt in its folder by that id and continues it (experiment.run_experiment); a new
-launch has a new id, so it still needs resume=true to touch an existing run.
+storage.FolderClaim) and, for Hydra's basic sweeper, composes every planned job (sweep.plan) and asks the
+run folder's rule (run_folder.decide) about each. A refusal is one message and exit status 2, with nothing
+written. It also gives the launch its id (sweep.plan.mark_launch).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
-import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig
 
 from agnews.config import AppConfig, to_app_config
 from agnews.results import BASIC_SWEEPER, RESULTS_FILE
 from agnews.run_folder import Action, decide
 from agnews.storage import AgnewsError, FolderClaim, claim_folder, resolve_cache_dir
+from agnews.sweep import refuse, refuse_on_error
+from agnews.sweep.plan import compose_job, mark_launch, planned_jobs, without_hydra
 
 log = logging.getLogger(__name__)
 
-LAUNCH_ID = "AGNEWS_LAUNCH_ID"  # the key in hydra.job.env_set (so also an environment variable in jobs)
 MAX_LISTED = 8
 # Launchers that run jobs on this machine: the devices their jobs name must exist here.
 LOCAL_LAUNCHERS = (
@@ -58,29 +52,29 @@ class FolderGuard(Callback):
         run_dir = Path(config.hydra.run.dir)
         from agnews.devices import check_device  # torch: only where a run is launched
 
-        app = _refuse_on_error(lambda: to_app_config(without_hydra(config)))
-        _refuse_on_error(lambda: check_device(app.trainer))  # a single run runs here
-        self._claim = _refuse_on_error(
+        app = refuse_on_error(lambda: to_app_config(without_hydra(config)))
+        refuse_on_error(lambda: check_device(app.trainer))  # a single run runs here
+        self._claim = refuse_on_error(
             lambda: claim_folder(run_dir, "run directory", "choose another with hydra.run.dir=PATH")
         )
         problem = _links_out(run_dir) or _refusal(run_dir, app, DataKeys())
         if problem:
-            _refuse(f"{run_dir} {problem}")
+            refuse(f"{run_dir} {problem}")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        self._claim = _refuse_on_error(
+        self._claim = refuse_on_error(
             lambda: claim_folder(sweep_dir, "sweep folder", "choose another with hydra.sweep.dir=PATH")
         )
-        _mark_launch(config)
+        mark_launch(config)
         if problem := _links_out(sweep_dir, files=(MULTIRUN_FILE,)):
-            _refuse(f"{sweep_dir} {problem}")
+            refuse(f"{sweep_dir} {problem}")
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
             # An optimising sweeper picks jobs as it goes, each claiming its own folder; Hydra's files in the
             # folders it may number its jobs into are checked now.
             for job_dir in sorted(path for path in sweep_dir.iterdir() if path.is_dir()):
                 if problem := _links_out(job_dir):
-                    _refuse(f"{job_dir} {problem}")
+                    refuse(f"{job_dir} {problem}")
             return
         problems = []
         planned: dict[str, str] = {}  # job folder (relative to the sweep) -> the first job's label
@@ -91,7 +85,7 @@ class FolderGuard(Callback):
         runs_here = config.hydra.launcher.get("_target_") in LOCAL_LAUNCHERS
         data_keys = DataKeys()
         for number, overrides in enumerate(jobs):
-            job_config = _compose_job(config, overrides, number)
+            job_config = compose_job(config, overrides, number)
             subdir = str(job_config.hydra.sweep.subdir)
             job_dir = sweep_dir / subdir
             swept = " ".join(overrides[index] for index in varying)
@@ -117,7 +111,7 @@ class FolderGuard(Callback):
             listed = problems[:MAX_LISTED]
             if len(problems) > MAX_LISTED:
                 listed.append(f"... and {len(problems) - MAX_LISTED} more")
-            _refuse(f"nothing was launched, nothing in {sweep_dir} was changed:\n  " + "\n  ".join(listed))
+            refuse(f"nothing was launched, nothing in {sweep_dir} was changed:\n  " + "\n  ".join(listed))
         recorded = {path.parent.relative_to(sweep_dir).as_posix() for path in sweep_dir.glob(f"**/{RESULTS_FILE}")}
         others = sorted(recorded - set(planned), key=lambda name: (len(name), name))
         if others:
@@ -137,57 +131,6 @@ class FolderGuard(Callback):
         if self._claim is not None:
             self._claim.release()
             self._claim = None
-
-
-def _mark_launch(config: DictConfig) -> None:
-    """Give this launch an id that reaches every job, wherever and however often it runs: launchers build
-    each job's config from hydra.overrides.hydra plus the job's overrides, in the job's own process."""
-    with read_write(config.hydra.overrides):
-        config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{LAUNCH_ID}={uuid.uuid4().hex[:16]}")
-
-
-def launch_id(config: DictConfig) -> str | None:
-    """The id _mark_launch gave the launch whose command's whole config is `config`; None if it has none."""
-    prefix = f"++hydra.job.env_set.{LAUNCH_ID}="
-    overrides = OmegaConf.select(config, "hydra.overrides.hydra", default=None) or []
-    marks = [str(item).removeprefix(prefix) for item in overrides if str(item).startswith(prefix)]
-    return marks[-1] if marks else None
-
-
-def launch_job(hydra_config: DictConfig) -> str | None:
-    """'<launch id>/<job number>' inside a job of a multirun launch; None outside one."""
-    launch_id = hydra_config.job.env_set.get(LAUNCH_ID)
-    return None if launch_id is None else f"{launch_id}/{hydra_config.job.num}"
-
-
-def planned_jobs(config: DictConfig) -> list[list[str]]:
-    """The override lists Hydra's basic sweeper will launch, in job-number order (its own expansion)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = config.hydra.sweeper.get("params") or {}
-    arguments = [f"{key}={value}" for key, value in params.items()]
-    arguments += [str(item) for item in config.hydra.overrides.task]
-    parsed = OverridesParser.create().parse_overrides(arguments)
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-
-
-def _compose_job(config: DictConfig, overrides: list[str], number: int) -> DictConfig:
-    from hydra.core.global_hydra import GlobalHydra
-
-    job_config = GlobalHydra.instance().config_loader().load_sweep_config(config, list(overrides))
-    with open_dict(job_config):
-        job_config.hydra.job.id = number
-        job_config.hydra.job.num = number
-    return job_config
-
-
-def without_hydra(config: DictConfig) -> DictConfig:
-    """The config the job's task function will get: Hydra's own node removed, as run_job does."""
-    task = copy.deepcopy(config)
-    with read_write(task), open_dict(task):
-        del task["hydra"]
-    return task
 
 
 class DataKeys:
@@ -234,16 +177,3 @@ def _links_out(folder: Path, files: tuple[str, ...] = ()) -> str | None:
                 "through it, outside the folder. Remove the link, or choose another folder"
             )
     return None
-
-
-def _refuse_on_error(make: Any) -> Any:
-    try:
-        return make()
-    except AgnewsError as error:
-        _refuse(str(error))
-
-
-def _refuse(message: str) -> None:
-    # Hydra turns an exception in a callback into a warning and goes on; SystemExit stops it.
-    print(f"agnews: error: {message}", file=sys.stderr)
-    raise SystemExit(2)

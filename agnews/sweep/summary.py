@@ -1,0 +1,51 @@
+"""SummaryCallback: summary.csv when a multirun ends, in the launching process, with every launcher. If any
+job did not complete, or summary.csv cannot be written, it says so and the command exits with status 1."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from agnews.report.summary_csv import report_incomplete, write_summary
+from agnews.report.sweep import SUMMARY_FILE
+from agnews.results import BASIC_SWEEPER, JobRecord, RunStatus
+from agnews.storage import AgnewsError
+from agnews.sweep.plan import declared_sweep_keys, launch_id
+
+log = logging.getLogger(__name__)
+
+
+def earlier_launches(jobs: list[JobRecord], this_launch: str | None) -> list[JobRecord]:
+    """The jobs that recorded another launch than `this_launch` (jobs recording none are not among them)."""
+    if this_launch is None:
+        return []
+    return [job for job in jobs if job.launch_job and job.launch_job.partition("/")[0] != this_launch]
+
+
+class SummaryCallback(Callback):
+    """Hydra callback (conf/config.yaml: hydra.callbacks.summary)."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        # Hydra turns an exception raised here into a warning and exit status 0; SystemExit gets through.
+        try:
+            jobs = write_summary(Path(config.hydra.sweep.dir), declared_sweep_keys(config))
+        except AgnewsError as error:
+            log.error("summary.csv: %s", error)
+            raise SystemExit(1) from None
+        if OmegaConf.select(config, "hydra.sweeper._target_", default=BASIC_SWEEPER) != BASIC_SWEEPER:
+            # An optimising sweeper runs new trials and never reruns a study's earlier ones: a trial an earlier
+            # command left unfinished is listed, but only this command's trials decide its exit status.
+            earlier = earlier_launches(jobs, launch_id(config))
+            if unfinished := [job.job for job in earlier if job.status != RunStatus.completed]:
+                log.warning(
+                    "Trials of earlier commands that did not complete (jobs %s) stay in %s and in the study",
+                    ", ".join(unfinished),
+                    SUMMARY_FILE,
+                )
+            jobs = [job for job in jobs if job not in earlier]
+        if report_incomplete(jobs):
+            raise SystemExit(1)
