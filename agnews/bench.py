@@ -287,12 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batches must be >= 0, --rounds and --glove-rows >= 1")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(asctime)s][%(name)s] %(message)s")
 
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         config = compose_config(args.overrides)
-    except (HydraException, OmegaConfBaseException, AgnewsError) as error:
+    except AgnewsError as error:
         print(f"Error in the overrides: {error}", file=sys.stderr)
         return 2
     if args.gpu_check:

@@ -258,17 +258,54 @@ NOT_PART_OF_THE_RUN = frozenset(
 )
 
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+def config_source() -> str:
+    """Where conf/ is, for Hydra: the checkout's own folder when agnews runs from a checkout (an editable
+    install, or PYTHONPATH), so edits to it apply at once; else `pkg://agnews.conf`, the copy a wheel carries
+    (pyproject.toml maps conf/ to the package agnews.conf)."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf" / "config.yaml").is_file():
+        return str(checkout / "conf")
+    return "pkg://agnews.conf"
+
+
+def compose(overrides: list[str], with_hydra: bool = False) -> Any:
+    """The DictConfig `python -m agnews.run` composes from conf/ with `overrides` (its `hydra` node too when
+    `with_hydra`), for code that is not a Hydra app: bench, the GPU check, tests."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir, initialize_config_module
+
+    register_configs()
+    source = config_source()
+    if source.startswith("pkg://"):
+        context = initialize_config_module(config_module=source.removeprefix("pkg://"), version_base="1.3")
+    else:
+        context = initialize_config_dir(config_dir=source, version_base="1.3")
+    with context:
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 def compose_config(overrides: list[str]) -> AppConfig:
-    """The typed config of conf/ with `overrides`, as `python -m agnews.run` would compose it, for commands
-    that are not Hydra apps (bench). No progress bars unless an override turns them back on."""
-    from hydra import compose, initialize_config_dir
+    """The typed config `python -m agnews.run` would run with these overrides, without progress bars unless
+    an override turns them back on; ConfigError (one line) for a mistake in them."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_app_config(compose("config", overrides=["trainer.progress_bar=false", *overrides]))
+    try:
+        return to_app_config(compose(["trainer.progress_bar=false", *overrides]))
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(f"config error: {str(error).strip().splitlines()[0]}") from None
+
+
+def config_from_record(record: dict[str, Any]) -> AppConfig:
+    """The typed config of a config a run recorded (results.json's or model.pt's "config"), with today's
+    defaults for settings added since; ConfigError when it no longer fits the schemas."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AppConfig), record))
+    except (OmegaConfBaseException, ValueError) as error:
+        raise ConfigError(f"its config does not fit this version of agnews ({error})") from None
 
 
 def register_configs() -> None:

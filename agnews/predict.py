@@ -24,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from agnews import checkpoint
-from agnews.config import AppConfig
+from agnews.config import AppConfig, ConfigError, config_from_record
 from agnews.data.ag_news import read_split
 from agnews.data.batches import Batches, equal_length_batches
 from agnews.data.text import Vocab, decode_utf8, encode, tokenize_all
@@ -87,9 +85,9 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     if missing or "embedding.weight" not in content["state_dict"]:
         raise AgnewsError(f"{model_path} is an incomplete model file (missing {missing or 'embedding.weight'})")
     try:
-        config: AppConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AppConfig), content["config"]))
-    except (OmegaConfBaseException, ValueError) as error:
-        raise AgnewsError(f"{model_path}: its config does not fit this version of agnews ({error})") from error
+        config = config_from_record(content["config"])
+    except ConfigError as error:
+        raise AgnewsError(f"{model_path}: {error}") from None
 
     vocab = Vocab.load(run_dir / VOCAB_FILE)
     state = content["state_dict"]

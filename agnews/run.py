@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from agnews.config import ConfigError, register_configs, to_app_config
+from agnews.config import ConfigError, config_source, register_configs, to_app_config
 from agnews.experiment import Terminated, run_experiment
 from agnews.results import BASIC_SWEEPER, RunStatus
 from agnews.storage import AgnewsError
@@ -49,7 +49,7 @@ def sigterm_stops_the_run() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=config_source(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Returns the best validation accuracy, the value a Hydra sweeper optimises; for a run that failed or
     diverged, the worst value for the sweeper's direction (NaN for sweepers that ignore it)."""

@@ -10,20 +10,17 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from agnews.config import compose
 from agnews.sweep import launchers
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def launcher_config(*overrides: str) -> dict:
     import agnews.run  # noqa: F401  (registers the schemas and the agnews.* resolvers, as a launch does)
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        config = compose("config", overrides=list(overrides), return_hydra_config=True)
+    config = compose(list(overrides), with_hydra=True)
     return OmegaConf.to_container(config.hydra.launcher, resolve=True)
 
 

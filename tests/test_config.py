@@ -3,12 +3,11 @@
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from agnews.config import AppConfig, EmbeddingKind, Pooling, register_configs
+from agnews.config import AppConfig, EmbeddingKind, Pooling, compose
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = {
@@ -18,9 +17,7 @@ GROUPS = {
 
 
 def compose_config(*overrides: str, return_hydra_config: bool = False):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+    return compose(list(overrides), with_hydra=return_hydra_config)
 
 
 def test_groups_hold_the_designed_options():

@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from agnews.config import LoggerConfig, LoggerName, config_differences, flatten, register_configs
+from agnews.config import LoggerConfig, LoggerName, compose, config_differences, flatten
 from agnews.experiment import run_experiment
 from agnews.sweep.tracking import unreachable_server
 from agnews.tracking.facts import EPOCH_METRICS, run_key
@@ -23,7 +22,6 @@ from agnews.tracking.mlflow_logger import quiet_mlflow
 from agnews.tracking.tracker import MissingExtraError, require_packages
 from agnews.tracking.wandb_logger import quiet_wandb
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TENSORBOARD = LoggerConfig(name=LoggerName.tensorboard)
 
 
@@ -54,9 +52,7 @@ def sweep_args(data_dir: Path, sweep_dir: Path, logger: str, launcher: str) -> l
 def test_logger_options_compose(option):
     from omegaconf import OmegaConf
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        config = OmegaConf.to_object(compose("config", overrides=[f"logger={option}"]))
+    config = OmegaConf.to_object(compose([f"logger={option}"]))
     assert config.logger.name == LoggerName(option)
     assert config.logger.tracking_uri is None and config.logger.project is None
 
