@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from agnews.config import AppConfig, EmbeddingKind, Pooling, compose_config
+from agnews.config import AppConfig, Pooling, compose_config
 from agnews.data.ag_news import CLASS_NAMES
 from agnews.data.batches import batch_indices, equal_length_batches
+from agnews.data.embeddings import GLOVE
 from agnews.data.glove import load_glove
 from agnews.data.glove_sources import write_synthetic_glove
 from agnews.data.prepare import prepare_data
@@ -87,7 +88,7 @@ def run_bench(config: AppConfig, batches: int | None, rounds: int, glove_rows: i
             embedding, cache_dir = dataclasses.replace(embedding, path=str(path)), Path(tmp)
         matrix = prepare_embedding(embedding, data.vocab, cache_dir, config.seed, progress=False)
         glove = None
-        if embedding.kind is EmbeddingKind.glove:  # the same vectors, from load_glove's cache by now
+        if embedding.kind == GLOVE.name:  # the same vectors, from load_glove's cache by now
             glove = NotebookGloVe(load_glove(embedding.dim, cache_dir, embedding.path, embedding.urls, False))
 
     sizes = dict(
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.gpu_check:
         return _gpu_check(args)
-    if args.synthetic_glove and config.embedding.kind is not EmbeddingKind.glove:
+    if args.synthetic_glove and config.embedding.kind != GLOVE.name:
         parser.error("--synthetic-glove needs a GloVe embedding, e.g. embedding=glove300")
     try:
         result = run_bench(config, args.batches or None, args.rounds, args.glove_rows if args.synthetic_glove else None)

@@ -13,6 +13,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
+from agnews.data.embeddings import embedding_kind
 from agnews.storage import AgnewsError
 
 AG_NEWS_BASE_URL = "https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv"
@@ -20,7 +21,7 @@ GLOVE_6B_URLS = (
     "https://nlp.stanford.edu/data/glove.6B.zip",
     "https://huggingface.co/stanfordnlp/glove/resolve/main/glove.6B.zip",
 )
-GLOVE_6B_DIMS = (50, 100, 200, 300)
+MISSING = "???"  # omegaconf.MISSING (without importing it here): a value the chosen option must give
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 MAX_SEED = 2**32 - 1
 
@@ -28,11 +29,6 @@ MAX_SEED = 2**32 - 1
 class Validation(StrEnum):
     held_out = "held_out"  # a stratified share of train; test is evaluated once, at the end
     test = "test"  # the notebook's way: lr steps and the best epoch chosen on the test split (optimistic)
-
-
-class EmbeddingKind(StrEnum):
-    learned = "learned"  # nn.Embedding initialised at random and trained
-    glove = "glove"  # nn.Embedding initialised from GloVe 6B vectors
 
 
 class OovInit(StrEnum):
@@ -100,8 +96,8 @@ class DataConfig:
 
 @dataclass
 class EmbeddingConfig:
-    name: str = "learned"  # how the report labels this embedding
-    kind: EmbeddingKind = EmbeddingKind.learned
+    name: str = MISSING  # how summary.csv and the report label this embedding: every option names itself
+    kind: str = "learned"  # one of agnews.data.embeddings.KINDS: learned, glove
     dim: int = 32
     freeze: bool = False  # keep pretrained vectors fixed (glove) instead of fine-tuning them
     path: str | None = None  # local GloVe file: .txt, .txt.gz or a .zip holding glove.6B.<dim>d.txt
@@ -109,18 +105,21 @@ class EmbeddingConfig:
     urls: list[str] = field(default_factory=lambda: list(GLOVE_6B_URLS))  # tried in order
 
     def __post_init__(self) -> None:
+        kind = embedding_kind(self.kind)
         if self.dim < 1:
             raise ValueError(f"embedding.dim must be positive, got {self.dim}")
-        if self.kind is EmbeddingKind.glove and self.dim not in GLOVE_6B_DIMS:
-            dims = ", ".join(map(str, GLOVE_6B_DIMS))
-            raise ValueError(f"embedding.dim={self.dim}: GloVe 6B comes in {dims} dimensions (embedding=glove50 ...)")
-        if self.kind is EmbeddingKind.learned and (self.path or self.freeze):
-            raise ValueError("embedding.path and embedding.freeze apply to kind=glove, not to learned embeddings")
+        if kind.dims and self.dim not in kind.dims:
+            dims = ", ".join(map(str, kind.dims))
+            raise ValueError(f"embedding.dim={self.dim}: {kind.label} comes in {dims} dimensions")
+        if not kind.pretrained and (self.path or self.freeze):
+            raise ValueError(
+                f"embedding.path and embedding.freeze apply to pretrained vectors, not to kind={kind.name} embeddings"
+            )
 
 
 @dataclass
 class ModelConfig:
-    name: str = "small"
+    name: str = MISSING  # how summary.csv and the report label this model: every option names itself
     hidden_size: int = 64
     num_layers: int = 1
     bidirectional: bool = False
@@ -139,7 +138,7 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: OptimizerName = OptimizerName.sgd
+    name: OptimizerName = MISSING  # every option says which optimizer it is
     lr: float = 5.0
     momentum: float = 0.0  # sgd only
     weight_decay: float = 0.0
@@ -148,6 +147,8 @@ class OptimizerConfig:
     lr_gamma: float = 0.1  # factor applied at each decay step
 
     def __post_init__(self) -> None:
+        if self.name != MISSING:  # an enum also when built in Python from a plain string
+            self.name = OptimizerName(self.name)
         if self.lr <= 0:
             raise ValueError(f"optimizer.lr must be positive, got {self.lr}")
         if self.grad_clip is not None and self.grad_clip <= 0:
@@ -197,7 +198,7 @@ WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
 class LoggerConfig:
     """Live experiment tracking (agnews/tracking); results.json stays the record of every run."""
 
-    name: LoggerName = LoggerName.none
+    name: LoggerName = MISSING  # every option says which tracker it is
     # mlflow: where runs go; null = sqlite:///<sweep folder>/mlflow.db (the run folder for a single run).
     # A server (http://host:5000) or any other MLflow URI works, except the deprecated file store.
     tracking_uri: str | None = None
@@ -205,6 +206,8 @@ class LoggerConfig:
     project: str | None = None  # wandb: the W&B project; null = "agnews"
 
     def __post_init__(self) -> None:
+        if self.name != MISSING:  # an enum also when built in Python from a plain string
+            self.name = LoggerName(self.name)
         uri = self.tracking_uri or ""
         if uri.startswith("file:") or (uri and "://" not in uri and not uri.startswith("databricks")):
             raise ValueError(
@@ -223,12 +226,14 @@ class LoggerConfig:
 
 @dataclass
 class AppConfig:
-    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    # The notebook's choices, for code that builds an AppConfig itself. Hydra's base_config leaves the groups'
+    # names unset instead (register_configs), so a YAML option without `name:` fails rather than taking these.
+    embedding: EmbeddingConfig = field(default_factory=lambda: EmbeddingConfig(name="learned"))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="small"))
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name=OptimizerName.sgd))
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    logger: LoggerConfig = field(default_factory=lambda: LoggerConfig(name=LoggerName.none))
     seed: int = 0
     # Rerun into an existing run/sweep directory: skip completed runs with the same config, continue
     # killed or failed ones from their last checkpoint. Without it, an existing run is never touched.
@@ -237,6 +242,15 @@ class AppConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.seed <= MAX_SEED:  # numpy's generators take seeds of 32 bits
             raise ValueError(f"seed must be in 0 .. {MAX_SEED} (2**32 - 1), got {self.seed}")
+
+
+# The config groups (conf/<group>/) and their schemas; each option's file extends `/schema/<group>`.
+GROUP_SCHEMAS = {
+    "embedding": EmbeddingConfig,
+    "model": ModelConfig,
+    "optimizer": OptimizerConfig,
+    "logger": LoggerConfig,
+}
 
 
 # Settings that do not change what a run computes: a run may resume with other values for these, and
@@ -313,12 +327,14 @@ def register_configs() -> None:
     conf/<group>/<option>.yaml from `/schema/<group>`. The schemas live outside the groups, so Hydra's
     list of a group's options (`model=huge` fails with one) shows only the real options."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     store = ConfigStore.instance()
-    store.store(name="base_config", node=AppConfig)
-    groups = {"embedding": EmbeddingConfig, "model": ModelConfig, "optimizer": OptimizerConfig, "logger": LoggerConfig}
-    for group, schema in groups.items():
+    base = OmegaConf.structured(AppConfig)
+    for group, schema in GROUP_SCHEMAS.items():
+        base[group] = OmegaConf.structured(schema)  # its name unset: the option chosen must give it
         store.store(group=f"schema/{group}", name=group, node=schema, package=group)
+    store.store(name="base_config", node=base)
 
 
 def to_plain_dict(config: Any) -> dict[str, Any]:
@@ -380,12 +396,17 @@ def to_app_config(cfg: Any) -> AppConfig:
     """The typed config of a composed DictConfig (Hydra's `cfg`, without its `hydra` node), or
     ConfigError saying which key is wrong and why."""
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
     try:
         config = OmegaConf.to_object(cfg)
     except ValueError as error:  # a __post_init__ rule: its message names the key
         raise ConfigError(f"config error: {error}") from None
+    except MissingMandatoryValue as error:
+        key = str(getattr(error, "full_key", "") or "a setting")
+        group = key.partition(".")[0]
+        what = f"every {group} option must say its name (name: ...)" if key.endswith(".name") else "give it a value"
+        raise ConfigError(f"config error: {key} is missing: {what}") from None
     except OmegaConfBaseException as error:
         first = str(error).strip().splitlines()[0]
         key = f" (key {error.full_key})" if getattr(error, "full_key", None) else ""

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from agnews import checkpoint
-from agnews.config import AppConfig, EmbeddingConfig, EmbeddingKind, OovInit, to_plain_dict
+from agnews.config import AppConfig, EmbeddingConfig, OovInit, to_plain_dict
 from agnews.data import ag_news
-from agnews.data.glove import EmbeddingMatrix, build_embedding_matrix, load_glove
+from agnews.data.embeddings import embedding_kind
+from agnews.data.glove import EmbeddingMatrix, build_embedding_matrix
 from agnews.data.prepare import data_key, prepare_data
 from agnews.data.text import Vocab
 from agnews.devices import check_device
@@ -54,16 +55,20 @@ _last_embedding: dict[tuple, EmbeddingMatrix] = {}
 _DEFAULT_NUM_THREADS = torch.get_num_threads()  # torch's choice for this process (OMP_NUM_THREADS, else cores)
 
 
-def prepare_embedding(config: EmbeddingConfig, vocab: Vocab, cache_dir: Path, seed: int, progress: bool = True):
-    """The GloVe matrix for `vocab` (an EmbeddingMatrix), or None for learned embeddings."""
-    if config.kind is EmbeddingKind.learned:
+def prepare_embedding(
+    config: EmbeddingConfig, vocab: Vocab, cache_dir: Path, seed: int, progress: bool = True
+) -> EmbeddingMatrix | None:
+    """The matrix of pretrained vectors for `vocab` that the embedding's kind gives (data.embeddings), or None
+    for a kind trained from scratch."""
+    kind = embedding_kind(config.kind)
+    if not kind.pretrained:
         return None
     oov_seed = seed if config.oov is OovInit.random else None
-    key = (config.dim, config.path, str(cache_dir), tuple(config.urls), config.oov, vocab.digest, oov_seed)
+    key = (kind.name, config.dim, config.path, str(cache_dir), tuple(config.urls), config.oov, vocab.digest, oov_seed)
     if key not in _last_embedding:
-        glove = load_glove(config.dim, cache_dir, path=config.path, urls=config.urls, progress=progress)
+        vectors = kind.load_vectors(config, cache_dir, progress)
         _last_embedding.clear()
-        _last_embedding[key] = build_embedding_matrix(vocab.itos, glove, config.oov, seed=seed)
+        _last_embedding[key] = build_embedding_matrix(vocab.itos, vectors, config.oov, seed=seed)
     return _last_embedding[key]  # build_embedding_matrix logged its coverage
 
 
@@ -81,6 +86,7 @@ class RunProgress:
     history: list[dict[str, Any]] = field(default_factory=list)
     device: str | None = None
     data: dict[str, Any] | None = None  # {"key": prepared-data key, "vocab_sha256": ...}: which data it trains on
+    embedding_kind: dict[str, Any] | None = None  # its kind's name, label and whether it is pretrained
     embedding_coverage: dict[str, int] | None = None
     num_parameters: int | None = None
     num_trainable_parameters: int | None = None
@@ -232,6 +238,7 @@ def _train_and_test(
     progress.data = {"key": data.key, "vocab_sha256": data.vocab.digest}
     data.vocab.save(run_dir / VOCAB_FILE)
     matrix = prepare_embedding(config.embedding, data.vocab, cache_dir, config.seed, trainer.progress_bar)
+    progress.embedding_kind = embedding_kind(config.embedding.kind).facts()
     if matrix is not None:
         progress.embedding_coverage = {"found": matrix.found, "total": matrix.total}
     pretrained = None if matrix is None else torch.from_numpy(matrix.weights)

@@ -105,6 +105,7 @@ class JobRecord:
     recorded_sweep: str | None = None  # the sweep folder the run recorded (as its launch saw it); None: a single run
     recorded_job: str | None = None  # the job number it recorded in that sweep
     data_key: str | None = None  # the prepared-data key of the data it was trained on, if recorded
+    embedding_kind: dict[str, Any] = field(default_factory=dict)  # {"name", "label", "pretrained"} of its kind
 
     @property
     def job(self) -> str:
@@ -175,7 +176,21 @@ def read_job(job_dir: Path) -> JobRecord:
         recorded_sweep=str(sweep["dir"]) if sweep.get("dir") else None,
         recorded_job=str(sweep["job"]) if sweep.get("job") is not None else None,
         data_key=str(data["key"]) if data.get("key") else None,
+        embedding_kind=_embedding_kind(results),
     )
+
+
+def _embedding_kind(results: dict[str, Any]) -> dict[str, Any]:
+    """The kind of embedding a run started from, as it recorded it (agnews.data.embeddings); for a run recorded
+    before kinds were recorded, what its config's kind meant then: learned, or GloVe."""
+    recorded = results.get("embedding_kind")
+    if isinstance(recorded, dict) and {"name", "label", "pretrained"} <= recorded.keys():
+        return recorded
+    embedding = results["config"].get("embedding")
+    name = embedding.get("kind") if isinstance(embedding, dict) else None
+    if name is None:
+        return {}
+    return {"name": name, "label": {"glove": "GloVe"}.get(name, name), "pretrained": name != "learned"}
 
 
 def _legacy_run_id(results: dict[str, Any], job_dir: Path) -> str:

@@ -72,7 +72,9 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Op
         return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     if config.name is OptimizerName.adam:
         return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if config.name is OptimizerName.adamw:
+        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"optimizer.name={config.name!r}: choose sgd, adam or adamw")
 
 
 def prepared_batches(data: EncodedTexts, batches: list[np.ndarray], device: torch.device) -> Batches:

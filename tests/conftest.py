@@ -133,6 +133,9 @@ def _tiny_config(data_dir: Path, **changes: Any):
     fields: dict[str, Any] = {
         "data": {"dir": str(data_dir), "val_fraction": 0.25},
         "trainer": {"epochs": 2, "batch_size": 16, "progress_bar": False},
+        "embedding": {"name": "learned"},
+        "model": {"name": "small"},
+        "optimizer": {"name": "sgd"},
     }
     for key, value in changes.items():
         fields[key] = {**fields.get(key, {}), **value} if key in sections and isinstance(value, dict) else value

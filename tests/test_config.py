@@ -7,7 +7,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from agnews.config import AppConfig, EmbeddingKind, Pooling, compose
+from agnews.config import AppConfig, ConfigError, Pooling, compose, to_app_config
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = {
@@ -41,7 +41,7 @@ def test_every_option_composes_to_typed_config(group, option):
 
 def test_defaults_are_the_notebook():
     config = OmegaConf.to_object(compose_config())
-    assert (config.embedding.kind, config.embedding.dim) == (EmbeddingKind.learned, 32)
+    assert (config.embedding.kind, config.embedding.dim) == ("learned", 32)
     assert (config.model.hidden_size, config.model.num_layers, config.model.pooling) == (64, 1, Pooling.last)
     assert (config.optimizer.name.value, config.optimizer.lr, config.optimizer.grad_clip) == ("sgd", 5.0, 0.1)
     assert (config.trainer.epochs, config.trainer.batch_size, config.seed) == (10, 64, 0)
@@ -50,7 +50,7 @@ def test_defaults_are_the_notebook():
 @pytest.mark.parametrize("dim", [50, 100, 200, 300])
 def test_glove_options_carry_their_dimension(dim):
     config = OmegaConf.to_object(compose_config(f"embedding=glove{dim}"))
-    assert (config.embedding.kind, config.embedding.dim) == (EmbeddingKind.glove, dim)
+    assert (config.embedding.kind, config.embedding.dim) == ("glove", dim)
 
 
 def test_practica1_sweeps_learned_and_every_glove_size_frozen_and_fine_tuned_over_three_seeds():
@@ -92,8 +92,9 @@ def test_mistakes_fail_at_compose_time(override, error, message):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["embedding=glove50", "embedding.dim=64"], "GloVe 6B comes in"),
-        (["embedding.path=/x/glove.zip"], "apply to kind=glove"),
+        (["embedding=glove50", "embedding.dim=64"], "GloVe comes in"),
+        (["embedding.path=/x/glove.zip"], "apply to pretrained vectors, not to kind=learned"),
+        (["embedding.kind=fasttext"], "embedding.kind='fasttext' is no embedding kind agnews knows: learned, glove"),
         (["data.val_fraction=0"], "val_fraction"),
         (["optimizer.lr=-1"], "optimizer.lr"),
     ],
@@ -102,3 +103,19 @@ def test_cross_field_rules_fail_on_conversion(overrides, message):
     config = compose_config(*overrides)
     with pytest.raises((ValueError, ValidationError), match=message):
         OmegaConf.to_object(config)
+
+
+@pytest.mark.parametrize("group", ["embedding", "model", "optimizer", "logger"])
+def test_an_option_without_a_name_is_refused_not_given_the_default(tmp_path, group):
+    """A preset that forgets `name:` once took the schema's default (learned, small, sgd) and was labelled so."""
+    values = {
+        "embedding": "kind: learned\ndim: 16\n",
+        "model": "hidden_size: 16\n",
+        "optimizer": "lr: 0.1\n",
+        "logger": "tracking_uri: null\n",
+    }
+    (tmp_path / group).mkdir()
+    (tmp_path / group / "unnamed.yaml").write_text(f"defaults:\n  - /schema/{group}@_here_: {group}\n{values[group]}")
+    config = compose_config(f"{group}=unnamed", f"hydra.searchpath=[file://{tmp_path}]")
+    with pytest.raises(ConfigError, match=rf"config error: {group}.name is missing: every {group} option must say"):
+        to_app_config(config)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from agnews import experiment
-from agnews.config import AppConfig, EmbeddingConfig, EmbeddingKind, Pooling
+from agnews.config import AppConfig, EmbeddingConfig, Pooling
 from agnews.data.ag_news import read_split
 from agnews.data.text import UNK_INDEX, Vocab, tokenize_all
 from agnews.predict import format_csv, load_predictor, main
@@ -321,7 +321,7 @@ def test_a_glove_run_predicts_without_glove_or_data(ag_news_dir, tmp_path, topic
         "".join(f"{word} {' '.join(f'{v:.4f}' for v in rng.normal(size=50))}\n" for word in [*topic_words, "the", "."]),
         encoding="utf-8",
     )
-    embedding = EmbeddingConfig(name="glove50", kind=EmbeddingKind.glove, dim=50, path=str(glove), freeze=True)
+    embedding = EmbeddingConfig(name="glove50", kind="glove", dim=50, path=str(glove), freeze=True)
     config = predict_config(config_factory, ag_news_dir, Pooling.max, embedding=embedding)
     _, model = train(config, tmp_path / "run")
     texts = ["Troops and minister at the embassy", "Nasa space software"]

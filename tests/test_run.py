@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agnews.config import EmbeddingConfig, EmbeddingKind
+from agnews.config import EmbeddingConfig
 from agnews.experiment import run_experiment
 from agnews.results import HISTORY_COLUMNS, RESULTS_FORMAT
 
@@ -52,7 +52,7 @@ def write_glove_txt(path: Path, words: list[str], dim: int) -> None:
 def test_glove_run_reports_coverage(ag_news_dir, tmp_path, topic_words, tiny_config):
     glove = tmp_path / "glove.6B.50d.txt"
     write_glove_txt(glove, [*topic_words, "the", ".", "not-in-the-data"], 50)
-    embedding = EmbeddingConfig(name="glove50", kind=EmbeddingKind.glove, dim=50, path=str(glove), freeze=True)
+    embedding = EmbeddingConfig(name="glove50", kind="glove", dim=50, path=str(glove), freeze=True)
     results = run_experiment(tiny_config(embedding=embedding), tmp_path / "run")
     assert results["status"] == "completed"
     coverage = results["embedding_coverage"]
@@ -66,7 +66,7 @@ def test_fine_tuning_never_changes_the_glove_matrix_later_jobs_start_from(
 ):
     glove = tmp_path / "glove.6B.50d.txt"
     write_glove_txt(glove, [*topic_words, "the"], 50)
-    embedding = EmbeddingConfig(name="glove50", kind=EmbeddingKind.glove, dim=50, path=str(glove))
+    embedding = EmbeddingConfig(name="glove50", kind="glove", dim=50, path=str(glove))
     config = tiny_config(embedding=embedding)
     first = run_experiment(config, tmp_path / "first")
     second = run_experiment(config, tmp_path / "second")  # same process: reuses the cached matrix

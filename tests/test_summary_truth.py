@@ -252,7 +252,7 @@ def test_the_summary_rebuilt_while_a_job_runs_lists_it_as_running(
     "optimizer",
     [
         OptimizerConfig(name=OptimizerName.adam, lr=1e30, grad_clip=None),
-        OptimizerConfig(lr=1e12, grad_clip=None),  # SGD without clipping
+        OptimizerConfig(name=OptimizerName.sgd, lr=1e12, grad_clip=None),  # SGD without clipping
     ],
     ids=["adam lr 1e30", "sgd lr 1e12"],
 )

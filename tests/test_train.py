@@ -28,7 +28,7 @@ def random_texts(count: int, vocab_size: int, seed: int) -> EncodedTexts:
 
 def train_epoch(model: LSTMClassifier, data: EncodedTexts, **trainer: object) -> None:
     """One epoch on the CPU with the notebook's SGD (lr 5, clip 0.1)."""
-    config = OptimizerConfig()
+    config = OptimizerConfig(name=OptimizerName.sgd)
     settings = TrainerConfig(progress_bar=False, **trainer)
     optimizer = build_optimizer(model, config)
     train_one_epoch(model, data, optimizer, settings, config.grad_clip, torch.device("cpu"), np.random.default_rng(0))
@@ -65,9 +65,9 @@ def test_clip_gradients_matches_torch_on_sparse_and_dense():
 
 
 def test_sparse_only_where_it_computes_the_same():
-    assert can_use_sparse_embedding(OptimizerConfig())
-    assert not can_use_sparse_embedding(OptimizerConfig(momentum=0.9))
-    assert not can_use_sparse_embedding(OptimizerConfig(weight_decay=1e-4))
+    assert can_use_sparse_embedding(OptimizerConfig(name=OptimizerName.sgd))
+    assert not can_use_sparse_embedding(OptimizerConfig(name=OptimizerName.sgd, momentum=0.9))
+    assert not can_use_sparse_embedding(OptimizerConfig(name=OptimizerName.sgd, weight_decay=1e-4))
     assert not can_use_sparse_embedding(OptimizerConfig(name=OptimizerName.adam, lr=1e-3))
 
 

@@ -28,7 +28,7 @@ def one_clear_line(done: subprocess.CompletedProcess, expected_code: int, *phras
     [
         (["trainer.batch_size=0"], 2, ["trainer.batch_size must be positive, got 0"]),
         (["trainer.epochs=-1"], 2, ["trainer.epochs must be positive, got -1"]),
-        (["embedding=glove50", "embedding.dim=77"], 2, ["embedding.dim=77: GloVe 6B comes in 50, 100, 200, 300"]),
+        (["embedding=glove50", "embedding.dim=77"], 2, ["embedding.dim=77: GloVe comes in 50, 100, 200, 300"]),
         (["trainer.epochs=ten"], 1, ["Value 'ten' of type 'str' could not be converted to Integer"]),
         (["model=huge"], 1, ["Could not find 'model/huge'", "bilstm_max"]),
         (["seed=-1"], 2, ["seed must be in 0 .. 4294967295 (2**32 - 1), got -1"]),

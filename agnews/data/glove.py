@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agnews.config import GLOVE_6B_DIMS, GLOVE_6B_URLS, OovInit
+from agnews.config import GLOVE_6B_URLS, EmbeddingConfig, OovInit
+from agnews.data.embeddings import GLOVE_6B_DIMS
 from agnews.data.glove_sources import GloveError, download_zip, read_glove_file, read_kumo, read_zip
 from agnews.data.text import PAD, UNK
 from agnews.storage import (
@@ -99,6 +100,11 @@ def load_glove(
                 origin += f" (cached as {npy})"
     log.info("GloVe %dd: %d words from %s in %.2f s", dim, len(glove.words), origin, time.perf_counter() - start)
     return glove
+
+
+def vectors_for(config: EmbeddingConfig, cache_dir: Path, progress: bool = True) -> WordVectors:
+    """The GloVe vectors an embedding config asks for (the glove kind's loader, data.embeddings)."""
+    return load_glove(config.dim, cache_dir, path=config.path, urls=config.urls, progress=progress)
 
 
 def _local_key(source: Path) -> str:

@@ -1,5 +1,7 @@
 """The report in words: the summary as a display table, and sentences generated from its numbers
-(which embedding is best, whether GloVe beats learned, whether the gaps exceed the seed-to-seed spread)."""
+(which embedding is best, whether each pretrained kind such as GloVe beats learned embeddings, what its size
+and fine-tuning change, whether the gaps exceed the seed-to-seed spread). Kinds are named as the runs recorded
+them."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agnews.report.stats import FREEZE, baseline_rows, block_keys, embedding_label, summary_keys
+from agnews.report.stats import FREEZE, baseline_rows, block_keys, embedding_label, pretrained_kinds, summary_keys
 from agnews.results import RESULTS_FILE, RunStatus
 from agnews.storage import atomic_write_text
 from agnews.tables import markdown_table
@@ -57,23 +59,26 @@ SPREAD = {
 }
 
 
-def _glove_vs_learned(learned: pd.DataFrame, glove: pd.DataFrame, prefix: str, keys: list[str]) -> list[str]:
-    if learned.empty or glove.empty:
-        missing = "learned-embedding run, so there is no baseline" if learned.empty else "GloVe run to compare"
-        return [f"{prefix}No completed {missing}."] if len(learned) + len(glove) else []
-    base, top = learned.iloc[0], glove.loc[glove.test_acc_mean.idxmax()]
+def _pretrained_vs_learned(
+    learned: pd.DataFrame, pretrained: pd.DataFrame, label: str, prefix: str, keys: list[str]
+) -> list[str]:
+    """Whether a pretrained kind (its rows of the block, named `label`) beats the block's learned baseline."""
+    if learned.empty or pretrained.empty:
+        missing = "learned-embedding run, so there is no baseline" if learned.empty else f"{label} run to compare"
+        return [f"{prefix}No completed {missing}."] if len(learned) + len(pretrained) else []
+    base, top = learned.iloc[0], pretrained.loc[pretrained.test_acc_mean.idxmax()]
     gap = 100 * (top.test_acc_mean - base.test_acc_mean)
     accuracies = f"{_pct(top.test_acc_mean)} % vs {_pct(base.test_acc_mean)} %"
     kinds = "settings (size, frozen or fine-tuned)" if FREEZE in keys else "sizes"
     if gap > 0:
-        wins = int((glove.test_acc_mean > base.test_acc_mean).sum())
+        wins = int((pretrained.test_acc_mean > base.test_acc_mean).sum())
         text = (
-            f"{prefix}GloVe beats learned embeddings: the best, {embedding_label(top, keys)}, by {gap:.2f} "
-            f"percentage points ({accuracies}); {wins} of {len(glove)} GloVe {kinds} beat learned."
+            f"{prefix}{label} beats learned embeddings: the best, {embedding_label(top, keys)}, by {gap:.2f} "
+            f"percentage points ({accuracies}); {wins} of {len(pretrained)} {label} {kinds} beat learned."
         )
     else:
         text = (
-            f"{prefix}Learned embeddings match or beat every GloVe {kinds[:-1] if kinds == 'sizes' else 'setting'}: "
+            f"{prefix}Learned embeddings match or beat every {label} {kinds[:-1] if kinds == 'sizes' else 'setting'}: "
             f"the best, {embedding_label(top, keys)}, trails by {-gap:.2f} percentage points ({accuracies})."
         )
     return [text + SPREAD[_overlap(top, base)]]
@@ -83,10 +88,11 @@ def _frozen(rows: pd.DataFrame) -> pd.Series:
     return rows[FREEZE].astype(str).str.lower() == "true"
 
 
-def _freezing(glove: pd.DataFrame, prefix: str) -> list[str]:
-    """Per GloVe size run both ways: what fine-tuning the vectors changes against keeping them frozen."""
+def _freezing(pretrained: pd.DataFrame, prefix: str) -> list[str]:
+    """Per size of a pretrained kind run both ways: what fine-tuning the vectors changes against keeping them
+    frozen."""
     sentences = []
-    for _, rows in glove.groupby("embedding_dim", sort=True):
+    for _, rows in pretrained.groupby("embedding_dim", sort=True):
         frozen, tuned = rows[_frozen(rows)], rows[~_frozen(rows)]
         if frozen.empty or tuned.empty:
             continue
@@ -100,28 +106,28 @@ def _freezing(glove: pd.DataFrame, prefix: str) -> list[str]:
     return sentences
 
 
-def _glove_sizes(glove: pd.DataFrame, prefix: str, tried: pd.DataFrame) -> list[str]:
-    """Sentences on what the GloVe size changes; `tried`: every GloVe row of the block, completed or not.
-    Frozen and fine-tuned GloVe each compare their own sizes."""
-    if FREEZE in glove.columns:
+def _sizes(pretrained: pd.DataFrame, label: str, prefix: str, tried: pd.DataFrame) -> list[str]:
+    """Sentences on what the size of a pretrained kind (`label`) changes; `tried`: every row of that kind in
+    the block, completed or not. Frozen and fine-tuned vectors each compare their own sizes."""
+    if FREEZE in pretrained.columns:
         sentences = []
         for frozen in (False, True):
-            rows, rows_tried = glove[_frozen(glove) == frozen], tried[_frozen(tried) == frozen]
-            way = "Frozen GloVe: " if frozen else "Fine-tuned GloVe: "
-            sentences += _glove_sizes(rows.drop(columns=FREEZE), prefix + way, rows_tried.drop(columns=FREEZE))
+            rows, rows_tried = pretrained[_frozen(pretrained) == frozen], tried[_frozen(tried) == frozen]
+            way = f"Frozen {label}: " if frozen else f"Fine-tuned {label}: "
+            sentences += _sizes(rows.drop(columns=FREEZE), label, prefix + way, rows_tried.drop(columns=FREEZE))
         return sentences
     sizes_tried = len(tried)
-    if len(glove) < 2:
-        if not len(glove):
+    if len(pretrained) < 2:
+        if not len(pretrained):
             return []
-        name = glove.embedding.iloc[0]
+        name = pretrained.embedding.iloc[0]
         if sizes_tried == 1:
-            return [f"{prefix}Only one GloVe size was run ({name}), so this sweep cannot show the effect of size."]
-        return [f"{prefix}Only {name} completed, so the effect of the GloVe size is unknown."]
-    by_dim = glove.sort_values("embedding_dim")
-    top = glove.loc[glove.test_acc_mean.idxmax()]
+            return [f"{prefix}Only one {label} size was run ({name}), so this sweep cannot show the effect of size."]
+        return [f"{prefix}Only {name} completed, so the effect of the {label} size is unknown."]
+    by_dim = pretrained.sort_values("embedding_dim")
+    top = pretrained.loc[pretrained.test_acc_mean.idxmax()]
     sizes = ", ".join(f"{row.embedding} {_pct(row.test_acc_mean)} %" for _, row in by_dim.iterrows())
-    text = f"{prefix}Among GloVe sizes {top.embedding} is best ({sizes})."
+    text = f"{prefix}Among {label} sizes {top.embedding} is best ({sizes})."
     rivals = [row for _, row in by_dim.iterrows() if row.embedding != top.embedding]
     overlaps = [_overlap(top, row) for row in rivals]
     if None in overlaps:
@@ -154,13 +160,16 @@ def findings(summary: pd.DataFrame) -> list[str]:
     for values, block in blocks:
         prefix = "For " + ", ".join(f"{key}={value}" for key, value in zip(others, values, strict=True)) + ": "
         prefix = prefix if others else ""
-        glove = block[block.embedding_kind == "glove"]
         same_others = summary[others].astype(str).eq([str(v) for v in values]).all(axis=1)
-        tried = summary[same_others & (summary.embedding_kind == "glove")]
-        sentences += _glove_vs_learned(baseline_rows(block), glove, prefix, keys)
-        if FREEZE in keys:
-            sentences += _freezing(glove, prefix)
-        sentences += _glove_sizes(glove, prefix, tried)
+        kinds = pretrained_kinds(summary[same_others])  # every kind the block ran, completed or not
+        if not kinds and not baseline_rows(block).empty:
+            sentences.append(f"{prefix}No completed pretrained-embedding run to compare.")
+        for label, tried in kinds:
+            rows = block[block.pretrained.eq(True) & (block.embedding_label == label)]
+            sentences += _pretrained_vs_learned(baseline_rows(block), rows, label, prefix, keys)
+            if FREEZE in keys:
+                sentences += _freezing(rows, prefix)
+            sentences += _sizes(rows, label, prefix, tried)
     counts = {name: int(summary[f"n_{name}"].sum()) for name in ("failed", "diverged", "unfinished")}
     if sum(counts.values()):
         total = int(summary.n.sum()) + sum(counts.values())

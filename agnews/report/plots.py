@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from agnews.report.stats import FREEZE, baseline_rows, block_keys, groups, summary_keys
+from agnews.report.stats import FREEZE, baseline_rows, block_keys, groups, pretrained_kinds, summary_keys
 from agnews.results import RunStatus
 from agnews.storage import atomic_write
 
@@ -26,44 +26,48 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def plot_accuracy_vs_dim(summary: pd.DataFrame, path: Path) -> Path | None:
-    """Test accuracy vs GloVe dimension with 95 % CI bars; learned embeddings as a line with its band."""
+    """Test accuracy vs embedding dimension for each pretrained kind (GloVe ...), with 95 % CI bars; the
+    embedding trained from scratch as a line with its band."""
     keys = summary_keys(summary)
     done = summary[summary.n > 0]
-    if not (done.embedding_kind == "glove").any():
-        log.info("No completed GloVe run: skipping %s", path.name)
+    if not done.pretrained.eq(True).any():
+        log.info("No completed pretrained-embedding run: skipping %s", path.name)
         return None
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axes = figure.add_subplot()
     others = block_keys(keys)
     blocks = done.groupby(others, dropna=False, sort=False) if others else [((), done)]
+    markers = {label: "os^Dv<>"[index % 7] for index, label in enumerate(dict.fromkeys(done.embedding_label.dropna()))}
     for index, (values, block) in enumerate(blocks):
         color, suffix = f"C{index}", "".join(f", {k}={v}" for k, v in zip(others, values, strict=True))
-        glove = block[block.embedding_kind == "glove"].sort_values("embedding_dim")
-        # One line per way of using the vectors when a sweep has both: solid fine-tuned, dotted frozen.
-        ways = glove.groupby(glove[FREEZE].astype(str).str.lower(), sort=True) if FREEZE in keys else [("", glove)]
-        for way, line in ways:
-            error = 100 * (line.test_acc_ci_high - line.test_acc_mean).fillna(0.0)
-            name = {"true": "GloVe frozen", "false": "GloVe fine-tuned"}.get(way, "GloVe")
-            axes.errorbar(
-                line.embedding_dim,
-                100 * line.test_acc_mean,
-                yerr=error,
-                color=color,
-                linestyle=":" if way == "true" else "-",
-                marker="s" if way == "true" else "o",
-                capsize=4,
-                label=f"{name}{suffix}",
-            )
+        for label, rows in pretrained_kinds(block):
+            rows = rows.sort_values("embedding_dim")
+            # One line per way of using the vectors when a sweep has both: solid fine-tuned, dotted frozen.
+            ways = rows.groupby(rows[FREEZE].astype(str).str.lower(), sort=True) if FREEZE in keys else [("", rows)]
+            for way, line in ways:
+                error = 100 * (line.test_acc_ci_high - line.test_acc_mean).fillna(0.0)
+                name = {"true": f"{label} frozen", "false": f"{label} fine-tuned"}.get(way, label)
+                axes.errorbar(
+                    line.embedding_dim,
+                    100 * line.test_acc_mean,
+                    yerr=error,
+                    color=color,
+                    linestyle=":" if way == "true" else "-",
+                    marker=markers[label],
+                    mfc="none" if way == "true" else color,
+                    capsize=4,
+                    label=f"{name}{suffix}",
+                )
         for _, base in baseline_rows(block).iterrows():
             axes.axhline(100 * base.test_acc_mean, color=color, linestyle="--", label=f"learned ± 95 % CI{suffix}")
             if not pd.isna(base.test_acc_ci_low):
                 axes.axhspan(100 * base.test_acc_ci_low, 100 * base.test_acc_ci_high, color=color, alpha=0.15)
-    dims = sorted(done[done.embedding_kind == "glove"].embedding_dim.unique())
+    dims = sorted(done[done.pretrained.eq(True)].embedding_dim.unique())
     axes.set_xticks(dims, [f"{dim:g}" for dim in dims])
     axes.set(
-        xlabel="GloVe dimension",
+        xlabel="embedding dimension",
         ylabel="test accuracy (%)",
-        title="Test accuracy vs GloVe size (mean over seeds, 95 % CI)",
+        title="Test accuracy vs size of the pretrained vectors (mean over seeds, 95 % CI)",
     )
     axes.grid(alpha=0.3)
     axes.legend()

@@ -23,9 +23,6 @@ from agnews.storage import AgnewsError
 
 log = logging.getLogger(__name__)
 
-# Row order: these first, then other names alphabetically.
-EMBEDDING_ORDER = ("learned", "learned100", "glove50", "glove100", "glove200", "glove300")
-BASELINE_KIND = "learned"  # the baseline of each group: its learned-embedding row ("learned" if several)
 # One row per job from load_runs; any further column is another setting the jobs vary (model, optimizer.lr).
 RUN_COLUMNS = (
     "sweep",
@@ -35,7 +32,9 @@ RUN_COLUMNS = (
     "error",
     "embedding",
     "embedding_dim",
-    "embedding_kind",
+    "embedding_kind",  # the kind's name (agnews.data.embeddings), as the run recorded it
+    "embedding_label",  # how the report names the kind: GloVe
+    "pretrained",  # False: trained from scratch, the baseline pretrained kinds are compared with
     "seed",
     "test_acc",
     "best_val_acc",
@@ -84,6 +83,7 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
 def _row(sweep_dir: Path, job: JobRecord, keys: list[str]) -> dict[str, Any]:
     """One run row: its labels, status and the numbers the report uses."""
     embedding = job.config.get("embedding") if isinstance(job.config.get("embedding"), dict) else {}
+    kind = job.embedding_kind
     epoch_times = [e["epoch_time_s"] for e in job.history if isinstance(e.get("epoch_time_s"), int | float)]
     seed = job.label("seed")
     return {
@@ -94,7 +94,9 @@ def _row(sweep_dir: Path, job: JobRecord, keys: list[str]) -> dict[str, Any]:
         "error": job.error,
         "embedding": job.label("embedding") or "unknown",
         "embedding_dim": embedding.get("dim"),
-        "embedding_kind": embedding.get("kind"),
+        "embedding_kind": kind.get("name"),
+        "embedding_label": kind.get("label"),
+        "pretrained": kind.get("pretrained"),
         "seed": seed,
         "test_acc": job.metrics.get("test_acc"),
         "best_val_acc": job.metrics.get("best_val_acc"),
@@ -165,12 +167,18 @@ def _natural(value: Any) -> tuple[int, float, str]:
 
 
 def groups(runs: pd.DataFrame, keys: list[str]) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
-    """The runs grouped by `keys` (embedding first), in report order."""
-    embedding_rank = {name: rank for rank, name in enumerate(EMBEDDING_ORDER)}
+    """The runs grouped by `keys` (embedding first), in report order: embeddings trained from scratch first
+    (the baselines), then each pretrained kind by its label, each by dimension; unrecorded kinds last."""
 
     def order(item: tuple[tuple[Any, ...], pd.DataFrame]) -> tuple[Any, ...]:
-        name, *others = item[0]
-        return (embedding_rank.get(name, len(EMBEDDING_ORDER)), str(name), *map(_natural, others))
+        (name, *others), group = item
+        first = group.iloc[0]
+        kind = (
+            (2, "", 0.0)
+            if pd.isna(first.pretrained)
+            else (int(bool(first.pretrained)), str(first.embedding_label), _natural(first.embedding_dim)[1])
+        )
+        return (*kind, str(name), *map(_natural, others))
 
     return sorted(runs.groupby(keys, dropna=False, sort=False), key=order)
 
@@ -188,7 +196,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 **dict(zip(keys, values, strict=True)),
-                "embedding_kind": group.embedding_kind.dropna().iloc[0] if group.embedding_kind.notna().any() else None,
+                **{column: _first(group[column]) for column in ("embedding_kind", "embedding_label", "pretrained")},
                 "embedding_dim": group.embedding_dim.dropna().iloc[0] if group.embedding_dim.notna().any() else None,
                 "n": len(accuracies),
                 "test_acc_mean": mean,
@@ -205,26 +213,36 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             }
         )
     baseline: dict[tuple[str, ...], float] = {}
-    for row in rows:  # rows are in EMBEDDING_ORDER, so "learned" wins over other learned embeddings
-        if row["embedding_kind"] == BASELINE_KIND:
+    for row in rows:  # in report order: the smallest embedding trained from scratch is the baseline
+        if is_pretrained(row) is False:
             baseline.setdefault(_others(row, keys), row["test_acc_mean"])
     for row in rows:
         row["delta_vs_learned"] = row["test_acc_mean"] - baseline.get(_others(row, keys), math.nan)
     return pd.DataFrame(rows)
 
 
-FREEZE = "embedding.freeze"  # a grouping key when a sweep has GloVe both frozen and fine-tuned (practica1)
+def is_pretrained(row: Any) -> bool | None:
+    """Whether a row's embedding kind is pretrained; None when its runs did not record their kind."""
+    value = row["pretrained"]
+    return None if value is None or pd.isna(value) else bool(value)
+
+
+def _first(column: pd.Series) -> Any:
+    return column.dropna().iloc[0] if column.notna().any() else None
+
+
+FREEZE = "embedding.freeze"  # a grouping key when a sweep has pretrained vectors frozen and fine-tuned (practica1)
 
 
 def block_keys(keys: list[str]) -> list[str]:
     """The grouping keys that are not the embedding or one of its settings: rows that share them are
-    compared with each other and with their learned-embedding baseline."""
+    compared with each other and with their baseline trained from scratch."""
     return [key for key in keys[1:] if not key.startswith("embedding.")]
 
 
 def embedding_label(row: Any, keys: list[str]) -> str:
-    """The embedding's name, with 'frozen' or 'fine-tuned' where a sweep has GloVe both ways."""
-    if FREEZE not in keys or row["embedding_kind"] != "glove":
+    """The embedding's name, with 'frozen' or 'fine-tuned' where a sweep has pretrained vectors both ways."""
+    if FREEZE not in keys or is_pretrained(row) is not True:
         return str(row["embedding"])
     return f"{row['embedding']} {'frozen' if str(row[FREEZE]).lower() == 'true' else 'fine-tuned'}"
 
@@ -235,8 +253,14 @@ def _others(row: Any, keys: list[str]) -> tuple[str, ...]:
 
 
 def baseline_rows(block: pd.DataFrame) -> pd.DataFrame:
-    """The learned-embedding baseline among rows that share their other swept values (at most one row)."""
-    return block[block.embedding_kind == BASELINE_KIND].head(1)
+    """The baseline trained from scratch among rows that share their other swept values (at most one row)."""
+    return block[block.pretrained.eq(False)].head(1)
+
+
+def pretrained_kinds(block: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows) for each pretrained kind among the rows, in report order."""
+    rows = block[block.pretrained.eq(True)]
+    return [(label, rows[rows.embedding_label == label]) for label in dict.fromkeys(rows.embedding_label)]
 
 
 def summary_keys(summary: pd.DataFrame) -> list[str]:

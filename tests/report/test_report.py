@@ -297,14 +297,14 @@ def test_unreadable_results_names_the_file(tmp_path, capsys):
     assert str(sweep / "1" / "results.json") in capsys.readouterr().err
 
 
-def test_no_glove_runs_skips_the_dimension_plot(tmp_path, caplog):
+def test_no_pretrained_runs_skips_the_dimension_plot(tmp_path, caplog):
     sweep = write_sweep(tmp_path / "s", {"learned": [0.8, 0.81]})
     with caplog.at_level("INFO", logger="agnews.report.plots"):
         assert main([str(sweep)]) == 0
     assert "skipping accuracy_vs_dim.png" in caplog.text
     assert not (sweep / "report" / "accuracy_vs_dim.png").exists()
     assert (sweep / "report" / "val_acc_per_epoch.png").read_bytes()[:8] == PNG_SIGNATURE
-    assert "No completed GloVe run to compare." in (sweep / "report" / "report.md").read_text()
+    assert "No completed pretrained-embedding run to compare." in (sweep / "report" / "report.md").read_text()
 
 
 def test_report_package_does_not_import_torch():
