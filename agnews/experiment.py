@@ -88,10 +88,9 @@ class RunProgress:
     data: dict[str, Any] | None = None  # {"key": prepared-data key, "vocab_sha256": ...}: which data it trains on
     embedding_kind: dict[str, Any] | None = None  # its kind's name, label and whether it is pretrained
     embedding_coverage: dict[str, int] | None = None
-    num_parameters: int | None = None
-    num_trainable_parameters: int | None = None
-    setup_time_s: float | None = None  # start to first batch: data, embedding and model ready
     resumed_after_epoch: int | None = None
+    # Known before the run ends, recorded in results.json's "metrics" (results.RUN_METRICS) from the start.
+    counts: dict[str, Any] = field(default_factory=dict)  # num_parameters, num_trainable_parameters, setup_time_s
 
 
 class Terminated(BaseException):
@@ -206,13 +205,14 @@ def _record(
     metrics: dict[str, Any] | None = None,
     wall_time_s: float | None = None,
 ) -> dict[str, Any]:
-    """results.json's content; the one place that assembles it."""
-    record = {**header, "status": status.value, "error": error, "metrics": dict(metrics or {}), **asdict(progress)}
+    """results.json's content; the one place that assembles it. Every number a run establishes once is in
+    "metrics" (results.RUN_METRICS), and only there."""
+    facts = asdict(progress)
+    record = {**header, "status": status.value, "error": error, "metrics": {**facts.pop("counts"), **(metrics or {})}}
+    record.update(facts)
     if wall_time_s is not None:
-        finished = {"wall_time_s": wall_time_s, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        record.update(finished)
-        # summary.csv and the report read every headline number from metrics.
-        record["metrics"].update(wall_time_s=wall_time_s, num_parameters=progress.num_parameters)
+        record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        record["metrics"]["wall_time_s"] = wall_time_s
     return record
 
 
@@ -245,8 +245,9 @@ def _train_and_test(
     sparse = can_use_sparse_embedding(config.optimizer)
     num_classes = len(ag_news.CLASS_NAMES)
     model = build_model(config.model, config.embedding, len(data.vocab), num_classes, pretrained, sparse).to(device)
-    progress.num_parameters, progress.num_trainable_parameters = count_parameters(model)
-    log.info("Model: %d parameters (%d trainable) on %s", *count_parameters(model), device)
+    total, trainable = count_parameters(model)
+    progress.counts.update(num_parameters=total, num_trainable_parameters=trainable)
+    log.info("Model: %d parameters (%d trainable) on %s", total, trainable, device)
 
     state = TrainState(model, config.optimizer, trainer, device, config.seed)
     checkpoint_path = run_dir / CHECKPOINT_FILE
@@ -267,7 +268,7 @@ def _train_and_test(
         write_run_results(run_dir, _record(header, progress, RunStatus.running))
         tracking.log_epoch(state.history[-1])
 
-    progress.setup_time_s = time.perf_counter() - started
+    progress.counts["setup_time_s"] = time.perf_counter() - started
     fit(state, data.train, data.val, trainer, config.optimizer, on_epoch_end)
     progress.history = list(state.history)
     model.load_state_dict(state.best_state)

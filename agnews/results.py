@@ -36,8 +36,44 @@ CHECKPOINT_FILE = "checkpoint.pt"
 RUN_FILES = frozenset({RESULTS_FILE, HISTORY_FILE, VOCAB_FILE, MODEL_FILE, CHECKPOINT_FILE, "run.log"})
 RESULTS_FORMAT = "agnews-results/1"
 
-# Flat snake_case per-epoch metrics, in history.csv column order.
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "samples_per_s")
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # flat snake_case: its key in results.json ("metrics", or a history entry)
+    tracked_as: str | None = None  # what trackers (TensorBoard, MLflow, W&B) log it as; None: not logged
+    in_summary: bool = False  # a column of summary.csv (and of the report's table of runs)
+
+
+# What a run establishes once (results.json "metrics"): the one list summary.csv, the report and the trackers
+# read. A new metric is a line here, and the value in the metrics experiment.run_experiment records.
+RUN_METRICS = (
+    Metric("test_acc", "test/acc", in_summary=True),  # measured once, with the best-validation weights
+    Metric("test_loss", "test/loss"),
+    Metric("best_val_acc", in_summary=True),  # logged per epoch as val/best_acc
+    Metric("best_epoch", "best_epoch", in_summary=True),
+    Metric("epochs", in_summary=True),
+    Metric("stopped_early"),
+    Metric("final_train_acc"),
+    Metric("final_train_loss"),
+    Metric("final_val_acc"),
+    Metric("wall_time_s", "perf/wall_time_s", in_summary=True),
+    Metric("setup_time_s", "perf/setup_time_s"),  # start to first batch: data, embedding and model ready
+    Metric("num_parameters", "model/parameters", in_summary=True),
+    Metric("num_trainable_parameters", "model/trainable_parameters"),
+)
+# Per epoch (results.json "history", history.csv in this column order; step = epoch for trackers).
+EPOCH_METRICS = (
+    Metric("epoch"),
+    Metric("train_loss", "train/loss"),
+    Metric("train_acc", "train/acc"),
+    Metric("val_loss", "val/loss"),
+    Metric("val_acc", "val/acc"),
+    Metric("lr", "train/lr"),
+    Metric("epoch_time_s", "perf/epoch_time_s"),
+    Metric("samples_per_s", "perf/samples_per_s"),
+)
+HISTORY_COLUMNS = tuple(metric.name for metric in EPOCH_METRICS)
+SUMMARY_METRICS = tuple(metric.name for metric in RUN_METRICS if metric.in_summary)
 
 
 class RunStatus(StrEnum):
@@ -158,7 +194,6 @@ def read_job(job_dir: Path) -> JobRecord:
     if results is None:
         note = f"no {RESULTS_FILE}: the job never started, or was killed before its first write"
         return JobRecord(job_dir, RunStatus.unfinished.value, note, overrides=_hydra_overrides(job_dir))
-    metrics = results.get("metrics")
     history = results.get("history")
     sweep = results.get("sweep") if isinstance(results.get("sweep"), dict) else {}
     data = results.get("data") if isinstance(results.get("data"), dict) else {}
@@ -168,7 +203,7 @@ def read_job(job_dir: Path) -> JobRecord:
         error=results.get("error") or "",
         config=results["config"],
         overrides=parse_overrides(results.get("overrides") or []),
-        metrics=metrics if isinstance(metrics, dict) else {},
+        metrics=run_metrics(results),
         history=[epoch for epoch in history or [] if isinstance(epoch, dict)],
         sweeper=sweep.get("sweeper"),
         launch_job=results.get("launch_job") if isinstance(results.get("launch_job"), str) else None,
@@ -178,6 +213,16 @@ def read_job(job_dir: Path) -> JobRecord:
         data_key=str(data["key"]) if data.get("key") else None,
         embedding_kind=_embedding_kind(results),
     )
+
+
+def run_metrics(results: dict[str, Any]) -> dict[str, Any]:
+    """results.json's "metrics"; from a file written before they all lived there, also the counts and times
+    it kept at its top level."""
+    metrics = dict(results["metrics"]) if isinstance(results.get("metrics"), dict) else {}
+    for name in ("num_parameters", "num_trainable_parameters", "wall_time_s", "setup_time_s"):
+        if metrics.get(name) is None and results.get(name) is not None:
+            metrics[name] = results[name]
+    return metrics
 
 
 def _embedding_kind(results: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from agnews.config import EmbeddingConfig
 from agnews.experiment import run_experiment
-from agnews.results import HISTORY_COLUMNS, RESULTS_FORMAT
+from agnews.results import HISTORY_COLUMNS, RESULTS_FORMAT, RUN_METRICS
 
 
 def test_one_run_writes_complete_results(ag_news_dir, tmp_path, tiny_config):
@@ -26,7 +26,9 @@ def test_one_run_writes_complete_results(ag_news_dir, tmp_path, tiny_config):
     assert 0.0 <= metrics["test_acc"] <= 1.0
     assert metrics["best_val_acc"] == max(epoch["val_acc"] for epoch in saved["history"])
     assert [epoch["epoch"] for epoch in saved["history"]] == [1, 2]
-    assert saved["num_parameters"] > 0 and saved["device"] == "cpu" and saved["wall_time_s"] > 0
+    assert metrics["num_parameters"] > 0 and saved["device"] == "cpu" and metrics["wall_time_s"] > 0
+    assert set(metrics) == {metric.name for metric in RUN_METRICS}  # every metric in one place, each once
+    assert not {"num_parameters", "num_trainable_parameters", "wall_time_s", "setup_time_s"} & set(saved)
     with open(run_dir / "history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(HISTORY_COLUMNS) and len(rows) == 2
@@ -58,7 +60,8 @@ def test_glove_run_reports_coverage(ag_news_dir, tmp_path, topic_words, tiny_con
     coverage = results["embedding_coverage"]
     assert coverage["found"] == 22  # the topic words, "the" and "." appear in the tiny data; nothing else is in GloVe
     assert coverage["total"] > coverage["found"]
-    assert results["num_parameters"] - results["num_trainable_parameters"] == 50 * (coverage["total"] + 2)
+    frozen = results["metrics"]["num_parameters"] - results["metrics"]["num_trainable_parameters"]
+    assert frozen == 50 * (coverage["total"] + 2)
 
 
 def test_fine_tuning_never_changes_the_glove_matrix_later_jobs_start_from(

@@ -198,7 +198,7 @@ def test_tensorboard_holds_each_jobs_curves_hparams_and_status(ag_news_dir, tmp_
         assert [step for step, _ in logged] == [1, 2]
         assert [value for _, value in logged] == pytest.approx([epoch[key] for epoch in results["history"]])
     assert scalars(events, "test/acc")[0][1] == pytest.approx(results["metrics"]["test_acc"])
-    assert scalars(events, "model/parameters")[0][1] == results["num_parameters"]
+    assert scalars(events, "model/parameters")[0][1] == results["metrics"]["num_parameters"]
     hparams, status = read_hparams(events)
     assert status == api_pb2.STATUS_SUCCESS
     flat = flatten(results["config"])
@@ -261,7 +261,7 @@ def test_mlflow_holds_one_run_per_job_in_the_sweeps_experiment(ag_news_dir, tmp_
     history = client.get_metric_history(good.info.run_id, "val/acc")
     assert [(m.step, m.value) for m in history] == [(e["epoch"], e["val_acc"]) for e in results["history"]]
     assert good.data.metrics["test/acc"] == pytest.approx(results["metrics"]["test_acc"])
-    assert good.data.metrics["model/parameters"] == results["num_parameters"]
+    assert good.data.metrics["model/parameters"] == results["metrics"]["num_parameters"]
     tags = good.data.tags
     assert tags["sweep"] == str(sweep_dir) and tags["run_dir"] == str(sweep_dir / "1")
     assert tags["git_commit"] == results["git_commit"]
@@ -418,7 +418,7 @@ def test_wandb_holds_the_runs_config_curves_final_metrics_and_status(tmp_path, t
         assert logged_epochs(found, key) == recorded_epochs(results, key)
     summary = found["summary"]
     assert summary["test/acc"] == pytest.approx(results["metrics"]["test_acc"])
-    assert summary["model/parameters"] == results["num_parameters"] and summary["best_epoch"] == 2
+    assert summary["model/parameters"] == results["metrics"]["num_parameters"] and summary["best_epoch"] == 2
     assert summary["status"] == "completed" and found["exit_code"] == 0
     assert summary["run_dir"] == str(run_dir) and summary["git_commit"] == results["git_commit"]
     # W&B wrote the run into the run folder; outside it only its service log, and that into WANDB_CACHE_DIR.

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from agnews.report.sweep import holds_single_runs, proposed_by_sweeper, read_sweep, swept_keys
-from agnews.results import JobRecord, RunStatus
+from agnews.results import SUMMARY_METRICS, JobRecord, RunStatus
 from agnews.storage import AgnewsError
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,8 @@ RUN_COLUMNS = (
     "embedding_label",  # how the report names the kind: GloVe
     "pretrained",  # False: trained from scratch, the baseline pretrained kinds are compared with
     "seed",
-    "test_acc",
-    "best_val_acc",
-    "epoch_time_s",
+    *SUMMARY_METRICS,  # test_acc, best_val_acc, ... as summary.csv lists them (results.RUN_METRICS)
+    "epoch_time_s",  # mean over the run's epochs
     "val_acc_history",
 )
 
@@ -98,8 +97,7 @@ def _row(sweep_dir: Path, job: JobRecord, keys: list[str]) -> dict[str, Any]:
         "embedding_label": kind.get("label"),
         "pretrained": kind.get("pretrained"),
         "seed": seed,
-        "test_acc": job.metrics.get("test_acc"),
-        "best_val_acc": job.metrics.get("best_val_acc"),
+        **{name: job.metrics.get(name) for name in SUMMARY_METRICS},
         "epoch_time_s": statistics.fmean(epoch_times) if epoch_times else None,
         "val_acc_history": [epoch.get("val_acc") for epoch in job.history],
         # "-": a key one merged sweep varies that another never set (+experiment), so those jobs form one
@@ -128,7 +126,7 @@ def load_runs(sweep_dirs: Iterable[Path]) -> pd.DataFrame:
         raise AgnewsError("; ".join(unreadable))
     keys = [key for key in swept_keys([job for _, job in jobs]) if key not in RUN_COLUMNS]
     runs = pd.DataFrame([_row(sweep_dir, job, keys) for sweep_dir, job in jobs], columns=[*RUN_COLUMNS, *keys])
-    for column in ("embedding_dim", "test_acc", "best_val_acc", "epoch_time_s"):
+    for column in ("embedding_dim", *SUMMARY_METRICS, "epoch_time_s"):
         runs[column] = pd.to_numeric(runs[column], errors="coerce")
     runs["seed"] = pd.to_numeric(runs.seed, errors="coerce").astype("Int64")
     no_acc = runs[(runs.status == RunStatus.completed) & runs.test_acc.isna()]

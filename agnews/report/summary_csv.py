@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from agnews.report.sweep import SUMMARY_FILE, holds_single_runs, read_sweep, swept_keys
-from agnews.results import JobRecord, RunStatus
+from agnews.results import SUMMARY_METRICS, JobRecord, RunStatus
 from agnews.storage import AgnewsError, atomic_write_text
 
 log = logging.getLogger(__name__)
-
-SUMMARY_METRICS = ("test_acc", "best_val_acc", "best_epoch", "epochs", "wall_time_s", "num_parameters")
 
 
 def summary_table(jobs: list[JobRecord], declared: Iterable[str] = ()) -> tuple[list[str], list[dict[str, Any]]]:

@@ -12,25 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from agnews.config import NOT_PART_OF_THE_RUN, flatten
+from agnews.results import EPOCH_METRICS as RECORDED_EPOCH_METRICS
+from agnews.results import RUN_METRICS, run_metrics
 
 EPOCH_METRICS = {  # history entry -> metric name
-    "train_loss": "train/loss",
-    "train_acc": "train/acc",
-    "val_loss": "val/loss",
-    "val_acc": "val/acc",
-    "lr": "train/lr",
-    "epoch_time_s": "perf/epoch_time_s",
-    "samples_per_s": "perf/samples_per_s",
+    **{metric.name: metric.tracked_as for metric in RECORDED_EPOCH_METRICS if metric.tracked_as},
     # The best so far (Tracking adds it): what `python -m agnews.run` returns and a sweeper maximises.
     "best_val_acc": "val/best_acc",
 }
-FINAL_METRICS = {  # results.json metrics -> metric name
-    "test_acc": "test/acc",
-    "test_loss": "test/loss",
-    "best_epoch": "best_epoch",
-    "wall_time_s": "perf/wall_time_s",
-}
-COUNTS = {"num_parameters": "model/parameters", "num_trainable_parameters": "model/trainable_parameters"}
+FINAL_METRICS = {metric.name: metric.tracked_as for metric in RUN_METRICS if metric.tracked_as}
 HPARAMS_METRICS = ("val/best_acc", "test/acc", "val/acc", "val/loss", "train/acc", "train/loss")
 
 
@@ -112,17 +102,12 @@ def epoch_metrics(epoch: dict[str, Any]) -> dict[str, float]:
 
 def final_metrics(results: dict[str, Any]) -> dict[str, float]:
     """What a run established once: test metrics, parameter counts, embedding coverage, times."""
-    metrics = results.get("metrics") or {}
+    metrics = run_metrics(results)
     final = {name: float(metrics[key]) for key, name in FINAL_METRICS.items() if is_number(metrics.get(key))}
-    for key, name in COUNTS.items():
-        if is_number(results.get(key)):
-            final[name] = float(results[key])
     coverage = results.get("embedding_coverage") or {}
     if coverage.get("total"):
         final["embedding/coverage"] = coverage["found"] / coverage["total"]
         final["embedding/words_found"] = float(coverage["found"])
-    if is_number(results.get("setup_time_s")):
-        final["perf/setup_time_s"] = float(results["setup_time_s"])
     return final
 
 

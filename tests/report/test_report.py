@@ -464,3 +464,21 @@ def test_a_folder_of_single_runs_gets_no_summary_csv(tmp_path, capsys, caplog):
     caplog.set_level("INFO")
     assert main([str(folder)]) == 0
     assert f"{folder} is not a sweep: it holds 2 single runs, reported side by side" in caplog.text
+
+
+def test_a_results_json_written_before_reads_as_before(tmp_path):
+    """Counts and times at the top level, no run id, no kind or data recorded: how agnews wrote results.json
+    until 2026-12."""
+    sweep = tmp_path / "s"
+    for job, (embedding, acc) in enumerate([("learned", 0.8), ("glove50", 0.9)]):
+        job_dir = write_job(sweep, job, embedding, 0, acc)
+        results = json.loads((job_dir / "results.json").read_text())
+        for key in ("run_id", "data"):
+            results.pop(key)
+        results.update(num_parameters=1000 + job, wall_time_s=12.5, started_at=f"2026-11-30T10:0{job}:00+00:00")
+        (job_dir / "results.json").write_text(json.dumps(results))
+    assert main(["--summary", str(sweep)]) == 0
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary.num_parameters) == [1000, 1001] and list(summary.wall_time_s) == [12.5, 12.5]
+    table = summarize(load_runs([sweep]))
+    assert list(table.embedding_label) == ["learned", "GloVe"] and list(table.pretrained) == [False, True]
