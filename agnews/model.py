@@ -3,8 +3,8 @@ the other poolings read only each text's real tokens.
 
 Those run the LSTM on the right-padded batch rather than on a packed sequence (about twice as fast on the
 CPU): the forward direction reads the batch as it is, the backward direction each text reversed within its
-own length, so both read a text's tokens before its pads. `_pool_packed` keeps the packed computation as
-the reference the tests hold the faster path to (equal outputs and gradients)."""
+own length, so both read a text's tokens before its pads. tests/test_model.py keeps the packed computation
+as the reference it holds this faster path to (equal outputs and gradients)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import warnings
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from agnews.config import EmbeddingConfig, ModelConfig, Pooling
 
@@ -69,7 +68,8 @@ class LSTMClassifier(nn.Module):
     def _pool(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The padding-aware poolings on the padded batch: embedded [B, T, E] -> pooled [B, D*H].
 
-        Equal to `_pool_packed` (outputs and gradients), and about twice as fast on the CPU, where packed
+        Equal to the packed reference in tests/test_model.py (outputs and gradients), and about twice as fast on
+        the CPU, where packed
         sequences are slow. Both directions get their text at positions 0..length-1 with the pads after it,
         so no real token's state ever depends on a pad.
         """
@@ -149,29 +149,6 @@ class LSTMClassifier(nn.Module):
             layer_input = nn.functional.dropout(layer_input, self.lstm.dropout, self.training)
             forward, backward_reversed = run(layer_input, layer, 0), run(reverse(layer_input), layer, 1)
         return forward, backward_reversed
-
-    def _forward_packed(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """`forward` through `_pool_packed`, the reference the tests hold `_pool` to (not for pooling=last)."""
-        embedded = self.embedding_dropout(self.embedding(token_ids))  # [B, T, E]
-        return self.classifier(self.dropout(self._pool_packed(embedded, lengths)))
-
-    def _pool_packed(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The padding-aware poolings through a packed sequence: embedded [B, T, E] -> pooled [B, D*H]."""
-        # Packing skips the pads entirely: the backward direction of a BiLSTM then starts at each text's
-        # own last token, and h_n holds each text's state after its last real token.
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_outputs, (h_n, _) = self.lstm(packed)
-        if self.pooling is Pooling.last_valid:
-            # h_n: [num_layers * D, B, H]; the last layer's directions are its final D entries.
-            directions = 2 if self.lstm.bidirectional else 1
-            return torch.cat(list(h_n[-directions:]), dim=-1)  # [B, D*H]
-
-        outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=embedded.size(1))
-        valid = torch.arange(embedded.size(1), device=lengths.device)[None, :] < lengths[:, None]
-        valid = valid.to(outputs.device).unsqueeze(-1)  # [B, T, 1]
-        if self.pooling is Pooling.mean:
-            return (outputs * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
-        return outputs.masked_fill(~valid, float("-inf")).amax(dim=1)  # Pooling.max
 
 
 def build_model(

@@ -9,10 +9,10 @@ import re
 import pytest
 import torch
 
-from agnews.bench import format_table, main
+from agnews.bench.notebook import NotebookGloVe, notebook_collate
+from agnews.bench.speed import format_table, main
 from agnews.data.glove import WordVectors
 from agnews.data.text import Vocab
-from agnews.reference import NotebookGloVe, notebook_collate
 
 # Tiny runs: one round, two batches of 16; the synthetic GloVe file stays at a few hundred rows.
 FAST = ["--rounds", "1", "--batches", "2", "trainer.batch_size=16", "trainer.device=cpu"]

@@ -1,9 +1,30 @@
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from agnews import model as model_module
 from agnews.config import Pooling
 from agnews.model import LSTMClassifier, count_parameters
+
+
+def forward_packed(model: LSTMClassifier, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The reference the model's padded-batch forward is held to: the padding-aware poolings through a packed
+    sequence, which skips the pads entirely (not for pooling=last). token_ids [B, T] -> logits [B, C]."""
+    embedded = model.embedding_dropout(model.embedding(token_ids))  # [B, T, E]
+    # The backward direction of a BiLSTM then starts at each text's own last token, and h_n holds each text's
+    # state after its last real token.
+    packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    packed_outputs, (h_n, _) = model.lstm(packed)
+    if model.pooling is Pooling.last_valid:
+        directions = 2 if model.lstm.bidirectional else 1  # h_n: [num_layers * D, B, H], the last layer last
+        pooled = torch.cat(list(h_n[-directions:]), dim=-1)  # [B, D*H]
+    else:
+        outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=embedded.size(1))
+        valid = (torch.arange(embedded.size(1))[None, :] < lengths.cpu()[:, None]).to(outputs.device).unsqueeze(-1)
+        if model.pooling is Pooling.mean:
+            pooled = (outputs * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+        else:  # Pooling.max
+            pooled = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
+    return model.classifier(model.dropout(pooled))
 
 
 def make_model(pooling: Pooling, bidirectional: bool = False, num_layers: int = 1) -> LSTMClassifier:
@@ -82,7 +103,9 @@ def test_unpacked_pooling_equals_packed_outputs_and_gradients(pooling, bidirecti
     model = make_model(pooling, bidirectional, num_layers).double().train()  # dropout 0: train mode is exact
     token_ids, lengths = random_batch(*BATCHES[batch])
     logits, gradients = logits_and_gradients(model, model, token_ids, lengths)
-    packed_logits, packed_gradients = logits_and_gradients(model, model._forward_packed, token_ids, lengths)
+    packed_logits, packed_gradients = logits_and_gradients(
+        model, lambda *batch: forward_packed(model, *batch), token_ids, lengths
+    )
     torch.testing.assert_close(logits, packed_logits, rtol=0, atol=1e-10)
     assert gradients.keys() == packed_gradients.keys()
     for name, gradient in gradients.items():
@@ -98,7 +121,7 @@ def test_unpacked_pooling_with_dropout_equals_packed_in_eval_mode(pooling, bidir
                            pooling=pooling, embedding_dropout=0.2).eval()  # fmt: skip
     token_ids, lengths = random_batch(*BATCHES["mixed"])
     with torch.no_grad():
-        torch.testing.assert_close(model(token_ids, lengths), model._forward_packed(token_ids, lengths))
+        torch.testing.assert_close(model(token_ids, lengths), forward_packed(model, token_ids, lengths))
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
@@ -119,7 +142,9 @@ def test_unpacked_float32_matches_packed_on_long_mixed_batch():
     model = make_model(Pooling.max, bidirectional=True, num_layers=2).train()
     token_ids, lengths = random_batch([40, 1, 17, 33, 40, 2, 25, 9], 40)
     logits, gradients = logits_and_gradients(model, model, token_ids, lengths)
-    packed_logits, packed_gradients = logits_and_gradients(model, model._forward_packed, token_ids, lengths)
+    packed_logits, packed_gradients = logits_and_gradients(
+        model, lambda *batch: forward_packed(model, *batch), token_ids, lengths
+    )
     torch.testing.assert_close(logits, packed_logits, rtol=0, atol=1e-6)
     for name, gradient in gradients.items():
         torch.testing.assert_close(gradient, packed_gradients[name], rtol=1e-5, atol=1e-6, msg=name)
@@ -133,7 +158,8 @@ def test_forward_never_packs(pooling, bidirectional, monkeypatch):
     def no_packing(*args, **kwargs):
         raise AssertionError("forward packed the batch")
 
-    monkeypatch.setattr(model_module, "pack_padded_sequence", no_packing)
+    monkeypatch.setattr(torch.nn.utils.rnn, "pack_padded_sequence", no_packing)
+    monkeypatch.setattr(torch.nn.utils.rnn, "pack_sequence", no_packing)
     model = make_model(pooling, bidirectional, num_layers=2)
     assert model(*random_batch(*BATCHES["mixed"])).shape == (7, 4)
 

@@ -198,22 +198,3 @@ def download_zip(urls: Sequence[str], folder: Path, progress: bool) -> Path:
         + f"\nDownload {ZIP_NAME} yourself and pass embedding.path=/path/to/{ZIP_NAME}"
         " (or the extracted glove.6B.<dim>d.txt)."
     )
-
-
-def write_synthetic_glove(words: list[str], dim: int, rows: int, folder: Path, seed: int = 0) -> Path:
-    """A GloVe-format text file of `words` plus made-up words up to `rows` lines, with random vectors."""
-    # Upper case: basic_english lowercases, so made-up words never shadow a vocab word.
-    words = words + [f"SYN{i}" for i in range(max(0, rows - len(words)))]
-    # Formatting 120M floats one by one takes minutes; picking from 2,001 pre-formatted values takes seconds.
-    table = [f"{value / 1000:.3f}" for value in range(-1000, 1001)]
-    rng = np.random.default_rng(seed)
-    path = folder / f"synthetic.{dim}d.txt"
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        for start in range(0, len(words), 8192):
-            chunk = words[start : start + 8192]
-            picks = rng.integers(0, len(table), size=(len(chunk), dim)).tolist()  # [chunk, dim]
-            handle.write(
-                "".join(f"{w} {' '.join(table[i] for i in row)}\n" for w, row in zip(chunk, picks, strict=True))
-            )
-    log.info("Wrote a synthetic GloVe file: %d words x %d d at %s", len(words), dim, path)
-    return path

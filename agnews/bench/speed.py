@@ -1,10 +1,10 @@
-"""How much faster is the project's pipeline than the course notebook's (re-created in agnews.reference)?
+"""How much faster is the project's pipeline than the course notebook's (re-created in agnews.bench.notebook)?
 Both train on the same texts with the same model sizes, batch size and learning rate; blocks alternate
 (reference, project, reference, ...) so machine noise hits both, and the table reports medians.
 
     python -m agnews.bench data.dir=/path/to/ag_news embedding=glove50 [--json] [--batches N] [--rounds R]
     python -m agnews.bench embedding=glove300 --synthetic-glove   # a made-up 400k-row GloVe file, no download
-    python -m agnews.bench --gpu-check data.dir=/path/to/ag_news  # on a CUDA machine: see agnews.gpu_check
+    python -m agnews.bench --gpu-check data.dir=/path/to/ag_news  # on a CUDA machine: see agnews.bench.gpu_check
 
 The project side calls the real `prepare_data`, `LSTMClassifier`, `train_one_epoch` and `evaluate`, so it
 measures whatever they do today. The reference side re-creates the notebook: a DataLoader whose collate_fn
@@ -31,17 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from agnews.config import AppConfig, Pooling, compose_config
-from agnews.data.ag_news import CLASS_NAMES
-from agnews.data.batches import batch_indices, equal_length_batches
-from agnews.data.embeddings import GLOVE
-from agnews.data.glove import load_glove
-from agnews.data.glove_sources import write_synthetic_glove
-from agnews.data.prepare import prepare_data
-from agnews.devices import autocast_dtype, select_device
-from agnews.experiment import prepare_embedding
-from agnews.model import build_model
-from agnews.reference import (
+from agnews.bench.notebook import (
     NotebookGloVe,
     NotebookLSTM,
     check_same_texts,
@@ -50,6 +40,16 @@ from agnews.reference import (
     notebook_train,
     raw_pairs,
 )
+from agnews.bench.synthetic_glove import write_synthetic_glove
+from agnews.config import AppConfig, Pooling, compose_config
+from agnews.data.ag_news import CLASS_NAMES
+from agnews.data.batches import batch_indices, equal_length_batches
+from agnews.data.embeddings import GLOVE
+from agnews.data.glove import load_glove
+from agnews.data.prepare import prepare_data
+from agnews.devices import autocast_dtype, select_device
+from agnews.experiment import prepare_embedding
+from agnews.model import build_model
 from agnews.storage import AgnewsError, resolve_cache_dir
 from agnews.tables import text_table
 from agnews.train import (
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _gpu_check(args: argparse.Namespace) -> int:
-    from agnews.gpu_check import format_report, gpu_check
+    from agnews.bench.gpu_check import format_report, gpu_check
 
     try:
         result = gpu_check(args.overrides, args.glove_rows)
@@ -323,7 +323,3 @@ def _gpu_check(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(result) if args.json else format_report(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
+from agnews.bench.synthetic_glove import write_synthetic_glove
 from agnews.config import AppConfig, compose_config
-from agnews.data.glove_sources import write_synthetic_glove
 from agnews.data.prepare import prepare_data
 from agnews.devices import select_device
 from agnews.experiment import run_experiment
