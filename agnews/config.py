@@ -291,9 +291,9 @@ def compose(overrides: list[str], with_hydra: bool = False) -> Any:
     register_configs()
     source = config_source()
     if source.startswith("pkg://"):
-        context = initialize_config_module(config_module=source.removeprefix("pkg://"), version_base="1.3")
+        context = initialize_config_module(config_module=source.removeprefix("pkg://"))
     else:
-        context = initialize_config_dir(config_dir=source, version_base="1.3")
+        context = initialize_config_dir(config_dir=source)
     with context:
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
 
@@ -333,8 +333,8 @@ def register_configs() -> None:
     base = OmegaConf.structured(AppConfig)
     for group, schema in GROUP_SCHEMAS.items():
         base[group] = OmegaConf.structured(schema)  # its name unset: the option chosen must give it
-        store.store(group=f"schema/{group}", name=group, node=schema, package=group)
-    store.store(name="base_config", node=base)
+        store.store(group=f"schema/{group}", name=group, node=schema, package=group, replace=True)
+    store.store(name="base_config", node=base, replace=True)  # replace: tests and tools register again
 
 
 def to_plain_dict(config: Any) -> dict[str, Any]:

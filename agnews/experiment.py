@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from agnews.data.glove import EmbeddingMatrix, build_embedding_matrix
 from agnews.data.prepare import data_key, prepare_data
 from agnews.data.text import Vocab
 from agnews.devices import check_device
+from agnews.locks import claim_folder
 from agnews.model import build_model, count_parameters
 from agnews.results import (
     CHECKPOINT_FILE,
@@ -38,10 +39,10 @@ from agnews.results import (
     write_run_results,
 )
 from agnews.run_folder import REQUEUED, Action, decide, other_run
-from agnews.storage import AgnewsError, claim_folder, remove_stale_temporaries, resolve_cache_dir
+from agnews.storage import AgnewsError, remove_stale_temporaries, resolve_cache_dir
 from agnews.tracking.facts import RunFacts
 from agnews.tracking.tracker import Tracking
-from agnews.train import DivergedError, TrainState, can_use_sparse_embedding, evaluate, fit
+from agnews.train import DivergedError, Pruned, TrainState, can_use_sparse_embedding, evaluate, fit
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ def run_experiment(
     overrides: list[str] | None = None,
     sweep: dict[str, Any] | None = None,
     launch_job: str | None = None,
+    pruning: EpochPruning | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one configuration in `run_dir`; return its results.json content. `sweep` says
     where a sweep's job belongs ({"dir", "job", "sweeper"}; results.json records it), None for a single run.
@@ -138,7 +140,14 @@ def run_experiment(
             log.info("%s holds %s: continuing it", run_dir, REQUEUED)
         if decision.action is Action.resume:
             config = replace(config, resume=True)
-        return _run(config, run_dir, cache_dir, overrides or [], previous, sweep, launch_job)
+        return _run(config, run_dir, cache_dir, overrides or [], previous, sweep, launch_job, pruning)
+
+
+class EpochPruning(Protocol):
+    """A search's judge of its trial (agnews.sweep.study.TrialPruning): told the history after every epoch, it
+    raises train.Pruned to stop the run."""
+
+    def after_epoch(self, history: list[dict[str, Any]]) -> None: ...
 
 
 def _run(
@@ -149,6 +158,7 @@ def _run(
     previous: dict[str, Any] | None,
     sweep: dict[str, Any] | None,
     launch_job: str | None,
+    pruning: EpochPruning | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     tracking = Tracking.open(config.logger)  # a missing package fails here, before anything is read
@@ -170,8 +180,12 @@ def _run(
     tracking.start(RunFacts.of(run_dir, header, progress.history))
     status, error, metrics = RunStatus.failed, None, {}
     try:
-        metrics = _train_and_test(config, run_dir, cache_dir, header, progress, previous, tracking)
+        metrics = _train_and_test(config, run_dir, cache_dir, header, progress, previous, tracking, pruning)
         status = RunStatus.completed
+    except Pruned as caught:
+        status, error = RunStatus.pruned, str(caught)
+        metrics = _metrics_so_far(progress.history)
+        log.info("Run %s", caught)
     except DivergedError as caught:
         status, error = RunStatus.diverged, str(caught)
         log.error("Run diverged: %s", caught)
@@ -224,6 +238,7 @@ def _train_and_test(
     progress: RunProgress,
     previous: dict[str, Any] | None,
     tracking: Tracking,
+    pruning: EpochPruning | None = None,
 ) -> dict[str, Any]:
     """The run itself; returns the test metrics. Fills `progress` as it goes."""
     started = time.perf_counter()
@@ -267,6 +282,8 @@ def _train_and_test(
             checkpoint.save_checkpoint(checkpoint_path, state.state_dict(), header["config"], data.key)
         write_run_results(run_dir, _record(header, progress, RunStatus.running))
         tracking.log_epoch(state.history[-1])
+        if pruning is not None:  # last: the epoch is recorded and mirrored whether or not the search stops here
+            pruning.after_epoch(state.history)
 
     progress.counts["setup_time_s"] = time.perf_counter() - started
     fit(state, data.train, data.val, trainer, config.optimizer, on_epoch_end)
@@ -299,6 +316,14 @@ def _train_and_test(
         "final_train_loss": last["train_loss"],
         "final_val_acc": last["val_acc"],
     }
+
+
+def _metrics_so_far(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a run stopped before its test evaluation (pruned) established: its best epoch so far."""
+    if not history:
+        return {}
+    best = max(history, key=lambda epoch: epoch["val_acc"])
+    return {"best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "epochs": len(history)}
 
 
 def git_commit(source_dir: Path | None = None) -> str | None:

@@ -82,6 +82,7 @@ class RunStatus(StrEnum):
     failed = "failed"
     diverged = "diverged"
     interrupted = "interrupted"  # stopped with Ctrl-C (SIGINT) or SIGTERM; resume=true continues it
+    pruned = "pruned"  # a search's pruner stopped it after an epoch: not a failure, not in the report's means
     unfinished = "unfinished"  # a job folder with no results.json at all
     unreadable = "unreadable"  # a results.json that cannot be read: its numbers are unknown
     copy = "copy"  # a folder holding a run recorded elsewhere (report.sweep.mark_copies): counted once, there

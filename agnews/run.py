@@ -22,8 +22,8 @@ from agnews.experiment import Terminated, run_experiment
 from agnews.results import BASIC_SWEEPER, RunStatus
 from agnews.storage import AgnewsError
 from agnews.sweep.launchers import register_resolvers, require_launcher
-from agnews.sweep.plan import launch_job
-from agnews.sweep.study import failed_objective, require_optuna
+from agnews.sweep.plan import launch_job, with_multirun_flag
+from agnews.sweep.study import failed_objective, require_optuna, trial_pruning
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,9 @@ def sigterm_stops_the_run() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@hydra.main(version_base="1.3", config_path=config_source(), config_name="config")
+# Hydra 1.4 instantiates only whitelisted targets (hydra.callbacks name agnews' own; Optuna's samplers and
+# pruners are instantiated by agnews.sweep.search with their own whitelist).
+@hydra.main(config_path=config_source(), config_name="config", execution_whitelist=["agnews.*"])
 def main(cfg: DictConfig) -> float:
     """Returns the best validation accuracy, the value a Hydra sweeper optimises; for a run that failed or
     diverged, the worst value for the sweeper's direction (NaN for sweepers that ignore it)."""
@@ -63,7 +65,8 @@ def main(cfg: DictConfig) -> float:
     try:
         overrides = list(hydra_config.overrides.task)
         with sigterm_stops_the_run():
-            results = run_experiment(to_app_config(cfg), run_dir, overrides, sweep, launch_job(hydra_config))
+            pruning = trial_pruning(hydra_config) if in_sweep else None
+            results = run_experiment(to_app_config(cfg), run_dir, overrides, sweep, launch_job(hydra_config), pruning)
     except (KeyboardInterrupt, Terminated) as stopped:
         how = "Stopped by SIGTERM" if isinstance(stopped, Terminated) else "Interrupted"
         if sweep is not None and sweep["sweeper"] != BASIC_SWEEPER:
@@ -95,7 +98,7 @@ def main(cfg: DictConfig) -> float:
         print(f"Run folder: {run_dir}")
         if results["status"] != RunStatus.completed:
             sys.exit(1)
-    if results["status"] != RunStatus.completed:
+    if results["status"] != RunStatus.completed:  # agnews' search reads results.json; other sweepers this
         return failed_objective(hydra_config.sweeper)
     return float(results["metrics"]["best_val_acc"])
 
@@ -103,6 +106,7 @@ def main(cfg: DictConfig) -> float:
 if __name__ == "__main__":
     require_launcher(sys.argv[1:])
     require_optuna(sys.argv[1:])
+    sys.argv[1:] = with_multirun_flag(sys.argv[1:])
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C reaching the launching process of a parallel sweep (joblib, Ray)

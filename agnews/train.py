@@ -39,6 +39,11 @@ class DivergedError(AgnewsError):
     """The training loss became non-finite, or stayed far above chance level."""
 
 
+class Pruned(Exception):
+    """A search stopped this run (its trial) after an epoch: its study's pruner found it hopeless. Not an error:
+    the run is recorded `pruned`, with the epochs it trained."""
+
+
 def make_grad_scaler(trainer: TrainerConfig, device: torch.device) -> torch.amp.GradScaler:
     """Loss scaling keeps float16 gradients from underflowing; a disabled scaler passes everything through."""
     enabled = device.type == "cuda" and autocast_dtype(trainer.precision, device) is torch.float16

@@ -35,7 +35,7 @@ def test_slurm_presets_reserve_the_threads_a_job_uses_and_take_overrides(preset)
         f"hydra/launcher={preset}", "trainer.num_threads=4", "hydra.launcher.partition=long", "hydra.launcher.mem_gb=3"
     )
     assert (changed["cpus_per_task"], changed["partition"], changed["mem_gb"]) == (4, "long", 3)
-    launcher = instantiate(changed)  # what the plugin builds its sbatch parameters from
+    launcher = instantiate(changed, _execution_whitelist_=changed["_target_"])  # as Hydra builds the launcher
     assert launcher.params["cpus_per_task"] == 4 and launcher.params["timeout_min"] == default["timeout_min"]
 
 

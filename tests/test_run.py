@@ -139,3 +139,21 @@ def test_added_unknown_key_is_refused_not_dropped(ag_news_dir, tmp_path, cli):
     assert completed.returncode == 2
     assert "Unknown config keys embedding.dimension" in completed.stdout + completed.stderr
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_agnews_own_code_raises_no_warnings(ag_news_dir, tmp_path, cli):
+    """Hydra 1.4 and OmegaConf 2.4 deprecate what 1.3 code did (version_base, ConfigStore entries stored twice,
+    register_new_resolver, instantiate without an execution whitelist, implicit int -> str): none is left in
+    agnews, on a single run or a sweep of parallel jobs."""
+    tiny = [f"data.dir={ag_news_dir}", "data.val_fraction=0.25", "trainer.epochs=1", "trainer.progress_bar=false"]
+    env = {"PYTHONWARNINGS": "always"}
+    single = cli("agnews.run", *tiny, f"hydra.run.dir={tmp_path / 'run'}", env=env)
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.num_threads=1"]
+    sweep = cli(
+        "agnews.run", "--multirun", *tiny, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}", *parallel, env=env
+    )
+    for done in (single, sweep):
+        assert done.returncode == 0, done.stderr[-3000:]
+        output = done.stdout + done.stderr
+        assert "Warning" not in output, [line for line in output.splitlines() if "Warning" in line]

@@ -1,6 +1,6 @@
-"""Hyperparameter search with hparams_search=bilstm_glove50_optuna: real Optuna sweeps in a subprocess
+"""Hyperparameter search with hparams_search=... (agnews' Optuna sweeper): real searches in a subprocess
 whose study, job folders, summary.csv and report are read back; a rerun continues the study; a failed
-trial never ends it."""
+trial never ends it; a pruner stops hopeless trials; two commands work on one study at once."""
 
 from __future__ import annotations
 
@@ -117,9 +117,10 @@ def test_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path, cli, searc
     assert completed.returncode == 1, completed.stderr[-3000:]  # some jobs did not complete, and it says so
     assert "Traceback" not in completed.stderr
     assert [row["status"] for row in read_summary(sweep_dir)] == ["diverged", "diverged"]
-    study = load_study(sweep_dir)
-    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
-    assert [trial.value for trial in study.trials] == [-math.inf, -math.inf]
+    study = load_study(sweep_dir)  # failed in the study as in their folders, not a made-up worst value
+    assert [trial.state.name for trial in study.trials] == ["FAIL", "FAIL"]
+    assert [trial.value for trial in study.trials] == [None, None]
+    assert not (sweep_dir / "optimization_results.yaml").exists()  # no best trial to write
 
 
 REFUSALS = {  # problem: (extra arguments, trials, what the message says)
@@ -133,7 +134,7 @@ REFUSALS = {  # problem: (extra arguments, trials, what the message says)
 @pytest.mark.slow
 @pytest.mark.parametrize("problem", REFUSALS)
 def test_a_search_that_would_go_wrong_is_refused_before_any_trial(tmp_path, cli, search_args, problem):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra (pip install -e '.[optuna]')")
+    pytest.importorskip("optuna", reason="the optuna extra (pip install -e '.[optuna]')")
     sweep_dir = tmp_path / "search"
     extra, trials, expected = REFUSALS[problem]
     if problem == "folder the study does not know":  # job folders left, but the study's storage is gone
@@ -170,7 +171,7 @@ def test_a_rerun_refuses_other_settings_and_is_not_failed_by_an_earlier_unfinish
     results_file.write_text(json.dumps(killed))
     again = cli("agnews.run", *search_args(sweep_dir, 1, "trainer.num_threads=1"))  # how jobs run may change
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "Trials of earlier commands that did not complete (jobs 0)" in again.stdout + again.stderr
+    assert "Trials of other commands that did not complete (jobs 0:" in again.stdout + again.stderr
     assert [(row["job"], row["status"]) for row in read_summary(sweep_dir)] == [("0", "running"), ("1", "completed")]
     assert len(load_study(sweep_dir).trials) == 2
 
@@ -194,7 +195,7 @@ def test_a_search_without_its_packages_names_the_extra(tmp_path, cli, search_arg
     sweep_dir = tmp_path / "search"
     completed = cli("agnews.run", *search_args(sweep_dir, 1), env={"PYTHONPATH": str(tmp_path / "blocker")})
     assert completed.returncode == 2
-    expected = 'hparams_search=bilstm_glove50_optuna needs the hydra-optuna-sweeper package: pip install -e ".[optuna]"'
+    expected = 'hparams_search=bilstm_glove50_optuna needs the optuna package: pip install -e ".[optuna]"'
     assert expected in completed.stderr
     assert not sweep_dir.exists()
 
@@ -221,3 +222,133 @@ def test_a_trial_stopped_by_sigterm_says_it_will_not_be_resumed(make_ag_news, tm
     assert "resume=true" not in output and "Traceback" not in output
     assert f"Stopped by SIGTERM. {sweep_dir / '0'} is recorded interrupted; a search never resumes its trials" in output
     assert "running the same command again adds new trials" in output
+
+
+@pytest.mark.slow
+def test_pruned_trials_stop_early_and_are_recorded_pruned_not_failed(tmp_path, cli, search_args, read_summary):
+    pytest.importorskip("optuna")
+    sweep_dir = tmp_path / "search"
+    # A pruner that stops every trial after its warm-up epoch, so the outcome does not depend on the accuracies.
+    threshold = [
+        "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+        "+hydra.sweeper.pruner.lower=1.1",
+        "+hydra.sweeper.pruner.n_warmup_steps=2",
+    ]
+    done = cli("agnews.run", *search_args(sweep_dir, 2, *threshold, "trainer.epochs=4", "trainer.patience=null"))
+    assert done.returncode == 0, done.stderr[-3000:]  # pruning is how a search ends a trial, not a failure
+    rows = read_summary(sweep_dir)
+    assert [(row["status"], row["epochs"], row["test_acc"]) for row in rows] == [("pruned", "2", "")] * 2
+    assert all(row["error"].startswith("pruned after epoch 2 by the study's ThresholdPruner") for row in rows)
+    study = load_study(sweep_dir)
+    assert [trial.state.name for trial in study.trials] == ["PRUNED", "PRUNED"]
+    for trial in study.trials:  # each epoch reached the trial, as the job recorded it
+        history = json.loads((sweep_dir / str(trial.number) / "results.json").read_text())["history"]
+        running_best = [max(epoch["val_acc"] for epoch in history[: index + 1]) for index in range(len(history))]
+        assert trial.intermediate_values == dict(enumerate(running_best, start=1))
+    report = cli("agnews.report", sweep_dir)
+    assert report.returncode == 0 and "2 of 2 trials were pruned" in (sweep_dir / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_two_commands_work_on_one_study_at_once(tmp_path, repo, search_args, read_summary):
+    """Hydra's batches wait for their slowest trial (hydra#3091); a second command on the same study and folder
+    keeps the machine busy instead. Trial N is job N whichever command ran it."""
+    pytest.importorskip("optuna")
+    sweep_dir = tmp_path / "search"
+    commands = [
+        subprocess.Popen(
+            [sys.executable, "-m", "agnews.run", *search_args(sweep_dir, 2)],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [(command.wait(timeout=600), command.communicate()[1]) for command in commands]
+    assert [code for code, _ in outputs] == [0, 0], [err[-2000:] for _, err in outputs]
+    study = load_study(sweep_dir)
+    assert sorted(trial.number for trial in study.trials) == [0, 1, 2, 3]
+    assert all(trial.state.name == "COMPLETE" for trial in study.trials)
+    for trial in study.trials:
+        job_dir = sweep_dir / str(trial.number)
+        assert {key: recorded_value(job_dir, key) for key in SEARCHED} == pytest.approx(trial.params)
+        assert trial.value == pytest.approx(
+            json.loads((job_dir / "results.json").read_text())["metrics"]["best_val_acc"]
+        )
+    assert [row["status"] for row in read_summary(sweep_dir)] == ["completed"] * 4
+
+
+def test_a_study_an_older_optuna_made_is_refused_with_how_to_upgrade_it(tmp_path, capsys):
+    """Optuna 5 cannot read an optuna.db that Optuna 2 made (agnews' searches before 2026-12) until it is upgraded;
+    the study's alembic revision is set back to Optuna 2.10's, as such a file has it."""
+    import sqlite3
+
+    optuna = pytest.importorskip("optuna")
+    from agnews.sweep.study import open_study
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="bilstm_glove50", storage=storage, direction="maximize")
+    with sqlite3.connect(tmp_path / "optuna.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'v2.6.0.a'")
+        connection.execute("UPDATE version_info SET library_version = '2.10.1'")
+    with pytest.raises(SystemExit) as refused:
+        open_study(storage, "bilstm_glove50", "maximize")
+    assert refused.value.code == 2
+    message = capsys.readouterr().err
+    assert "holds a study made by an older Optuna" in message and "nothing was launched" in message
+    assert f"Upgrade it with `optuna storage upgrade --storage {storage}`" in message
+
+
+def test_a_database_of_something_else_is_refused_untouched(tmp_path, capsys):
+    import sqlite3
+
+    pytest.importorskip("optuna")
+    from agnews.sweep.study import open_study
+
+    with sqlite3.connect(tmp_path / "optuna.db") as connection:  # e.g. an MLflow store put there
+        connection.execute("CREATE TABLE experiments (id INTEGER)")
+    before = (tmp_path / "optuna.db").read_bytes()
+    with pytest.raises(SystemExit):
+        open_study(f"sqlite:///{tmp_path / 'optuna.db'}", "bilstm_glove50", "maximize")
+    assert "is not an Optuna study database (it holds no Optuna tables)" in capsys.readouterr().err
+    assert (tmp_path / "optuna.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "tpe_parallel", "gp", "random"])
+@pytest.mark.parametrize("pruner", ["none", "median", "successive_halving"])
+def test_sampler_and_pruner_presets_build_optuna_objects(sampler, pruner):
+    optuna = pytest.importorskip("optuna")
+    from hydra.utils import instantiate
+
+    from agnews.config import compose
+    from agnews.sweep.study import PRUNERS, SAMPLERS
+
+    sweeper = compose(
+        ["hparams_search=bilstm_glove50_optuna", f"hydra/sweeper/sampler={sampler}", f"hydra/sweeper/pruner={pruner}"],
+        with_hydra=True,
+    ).hydra.sweeper
+    assert sweeper._target_ == "agnews.sweep.search.StudySweeper"
+    assert isinstance(instantiate(sweeper.sampler, _execution_whitelist_=SAMPLERS), optuna.samplers.BaseSampler)
+    assert isinstance(instantiate(sweeper.pruner, _execution_whitelist_=PRUNERS), optuna.pruners.BasePruner)
+
+
+def test_the_search_sweeper_is_a_hydra_plugin():
+    """Hydra 1.4 finds plugins through the entry point group hydra.plugins (pyproject.toml); a launch of the
+    search would otherwise fail with 'Unknown plugin class'."""
+    from hydra.core.plugins import Plugins
+
+    from agnews.sweep.search import StudySweeper
+
+    assert Plugins.instance().class_name_to_class["agnews.sweep.search.StudySweeper"] is StudySweeper
+
+
+def test_a_sweep_preset_runs_without_typing_multirun():
+    """Hydra 1.4 takes hydra.mode only from the primary config or the command line; the presets that are sweeps
+    (+experiment=practica1, hparams_search=...) keep working without --multirun."""
+    from agnews.sweep.plan import with_multirun_flag
+
+    assert with_multirun_flag(["+experiment=practica1", "seed=1"]) == ["--multirun", "+experiment=practica1", "seed=1"]
+    assert with_multirun_flag(["hparams_search=bilstm_glove50_pruned"])[0] == "--multirun"
+    assert with_multirun_flag(["+experiment=bilstm_glove50"]) == ["+experiment=bilstm_glove50"]  # one run
+    assert with_multirun_flag(["-m", "+experiment=practica1"]) == ["-m", "+experiment=practica1"]

@@ -19,10 +19,12 @@ from omegaconf import OmegaConf
 
 from agnews.config import OptimizerConfig, OptimizerName
 from agnews.experiment import run_experiment
+from agnews.locks import FolderBusyError, claim_folder
 from agnews.predict import load_predictor
 from agnews.report.summary_csv import write_summary
 from agnews.results import BASIC_SWEEPER, CHECKPOINT_FILE, MODEL_FILE
-from agnews.storage import AgnewsError, FolderBusyError, claim_folder
+from agnews.storage import AgnewsError
+from agnews.sweep import start_launch
 from agnews.sweep.summary import SummaryCallback
 from agnews.train import DIVERGENCE_WINDOW, DivergedError, DivergenceMonitor
 
@@ -36,7 +38,7 @@ def hold_claim(repo):
         script = textwrap.dedent(
             f"""
             import sys, time
-            from agnews.storage import claim_folder
+            from agnews.locks import claim_folder
             claim = claim_folder({str(folder)!r})
             print("claimed", flush=True)
             time.sleep(120)
@@ -178,7 +180,8 @@ def job_of(sweep_dir: Path, job: int) -> dict:
 
 
 def launch_config(sweep_dir: Path):
-    """The parts of a launching command's config the summary callback reads."""
+    """The parts of a launching command's config the summary callback reads, for a launch that starts now."""
+    start_launch()
     return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}, "overrides": {"task": []}, "sweeper": {}}})
 
 

@@ -494,3 +494,12 @@ def test_wandb_groups_a_sweeps_jobs_one_run_each(ag_news_dir, tmp_path, cli, wan
     assert good["summary"]["sweep"] == str(sweep_dir) and good["summary"]["job"] == "1"
     assert failed["summary"]["status"] == "failed" and failed["exit_code"] == 1
     assert "wandb:" not in completed.stdout + completed.stderr  # W&B stays silent
+
+
+def test_the_private_writer_tensorboard_sessions_need_is_still_there():
+    """TensorBoardTracker writes a live HParams session through SummaryWriter._get_file_writer (private): fail here,
+    plainly, if torch changes it."""
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    assert callable(getattr(SummaryWriter, "_get_file_writer", None))

@@ -27,7 +27,8 @@ import requests
 
 from agnews.config import AG_NEWS_BASE_URL
 from agnews.data.text import decode_utf8
-from agnews.storage import AgnewsError, file_lock
+from agnews.locks import file_lock
+from agnews.storage import AgnewsError
 
 log = logging.getLogger(__name__)
 

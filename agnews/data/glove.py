@@ -24,13 +24,8 @@ from agnews.config import GLOVE_6B_URLS, EmbeddingConfig, OovInit
 from agnews.data.embeddings import GLOVE_6B_DIMS
 from agnews.data.glove_sources import GloveError, download_zip, read_glove_file, read_kumo, read_zip
 from agnews.data.text import PAD, UNK
-from agnews.storage import (
-    atomic_write,
-    atomic_write_text,
-    file_lock,
-    file_sha256,
-    remove_stale_temporaries,
-)
+from agnews.locks import file_lock
+from agnews.storage import atomic_write, atomic_write_text, file_sha256, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from agnews.config import DataConfig, Validation
 from agnews.data import ag_news
 from agnews.data.batches import stratified_split
 from agnews.data.text import EncodedTexts, Vocab, build_vocab, encode, tokenize_all
-from agnews.storage import AgnewsError, atomic_write_text, explain_os_error, file_lock, file_sha256
+from agnews.locks import file_lock
+from agnews.storage import AgnewsError, atomic_write_text, explain_os_error, file_sha256
 
 log = logging.getLogger(__name__)
 

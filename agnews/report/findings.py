@@ -36,6 +36,8 @@ def format_table(summary: pd.DataFrame) -> pd.DataFrame:
     table["epoch (s)"] = summary.epoch_time_s_mean.map(lambda value: "" if pd.isna(value) else f"{value:.1f}")
     for count in ("failed", "diverged", "unfinished"):
         table[count] = summary[f"n_{count}"].astype(str)
+    if summary.n_pruned.sum():  # only trials of a search are pruned
+        table["pruned"] = summary.n_pruned.astype(str)
     return table
 
 
@@ -193,7 +195,7 @@ def incomplete_runs(runs: pd.DataFrame, keys: list[str]) -> list[str]:
     """A line per run that did not complete, saying which job it is and why."""
     several = runs.sweep.nunique() > 1
     lines = []
-    for run in runs[~runs.status.isin([RunStatus.completed, RunStatus.copy])].to_dict("records"):
+    for run in runs[~runs.status.isin([RunStatus.completed, RunStatus.pruned, RunStatus.copy])].to_dict("records"):
         seed = "seed unknown" if pd.isna(run["seed"]) else f"seed {run['seed']}"
         what = ", ".join([str(run["embedding"]), *(f"{key}={run[key]}" for key in keys[1:]), seed])
         error = (str(run["error"]).strip().splitlines() or [""])[0]

@@ -48,8 +48,11 @@ def rank_trials(runs: pd.DataFrame) -> pd.DataFrame:
         trial=[f"{Path(sweep).name}/{job}" if several else job for sweep, job in pairs],
         number=pd.to_numeric(runs.job, errors="coerce"),
         epochs=runs.val_acc_history.map(len),
+        # completed trials first, then pruned ones (stopped early: their accuracy is not a finished trial's)
+        standing=runs.status.map({RunStatus.completed: 0, RunStatus.pruned: 1}).fillna(2),
     )
-    return ranked.sort_values(["best_val_acc", "sweep", "number"], ascending=[False, True, True], na_position="last")
+    order = ["standing", "best_val_acc", "sweep", "number"]
+    return ranked.sort_values(order, ascending=[True, False, True, True], na_position="last")
 
 
 def _short(value: object) -> str:
@@ -80,7 +83,7 @@ def format_trials(ranked: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 def search_findings(ranked: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     done = ranked[(ranked.status == RunStatus.completed) & ranked.best_val_acc.notna()]
     if done.empty:
-        return ["No trial completed, so there is no accuracy to compare."]
+        return ["No trial completed, so there is no accuracy to compare.", *_stopped(ranked)]
     best = done.iloc[0]
     settings = ", ".join(f"{key}={_short(best[key])}" for key in keys)
     sentences = [
@@ -95,10 +98,22 @@ def search_findings(ranked: pd.DataFrame, keys: Sequence[str]) -> list[str]:
             f"Completed trials reached {_pct(min(values))}–{_pct(max(values))} % best validation accuracy "
             f"(median {_pct(statistics.median(values))} %)."
         )
-    incomplete = int((ranked.status != RunStatus.completed).sum())
+    pruned = int((ranked.status == RunStatus.pruned).sum())
+    if pruned:
+        sentences.append(
+            f"{pruned} of {len(ranked)} trials were pruned: the study's pruner stopped them after an epoch whose "
+            "best validation accuracy was poor. They are ranked after the completed trials, by the accuracy they "
+            "had reached, and have no test accuracy."
+        )
+    incomplete = int((~ranked.status.isin([RunStatus.completed, RunStatus.pruned])).sum())
     if incomplete:
         sentences.append(f"{incomplete} of {len(ranked)} trials did not complete: listed below, ranked last.")
     return sentences
+
+
+def _stopped(ranked: pd.DataFrame) -> list[str]:
+    pruned = int((ranked.status == RunStatus.pruned).sum())
+    return [f"{pruned} of {len(ranked)} trials were pruned by the study's pruner."] if pruned else []
 
 
 def render_search_markdown(ranked: pd.DataFrame, keys: Sequence[str], plots: Sequence[Path] = ()) -> str:
@@ -154,9 +169,15 @@ def plot_val_acc_per_trial(ranked: pd.DataFrame, path: Path) -> Path | None:
     axes.plot(order[done], val[done], "o", color="C0", label="best validation accuracy")
     axes.step(order[done], val[done].cummax(), where="post", color="C0", alpha=0.5, label="best so far")
     axes.plot(order[done], 100 * trials.test_acc[done], "o", mfc="none", color="C1", label="test accuracy")
-    if (~done).any():
+    pruned = trials.status.eq(RunStatus.pruned) & trials.best_val_acc.notna()
+    if pruned.any():
+        axes.plot(
+            order[pruned], 100 * trials.best_val_acc[pruned], "v", color="grey", label="pruned: its best until stopped"
+        )
+    others = ~done & ~pruned
+    if others.any():
         bottom = val[done].min() - 1
-        axes.plot(order[~done], [bottom] * int((~done).sum()), "x", color="C3", label="failed, diverged or unfinished")
+        axes.plot(order[others], [bottom] * int(others.sum()), "x", color="C3", label="failed, diverged or unfinished")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     xlabel = "trial" if single else "trial (in the order the sweeps ran)"
     axes.set(xlabel=xlabel, ylabel="accuracy (%)", title="Validation accuracy per trial")

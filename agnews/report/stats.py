@@ -190,7 +190,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         completed = group[group.status == RunStatus.completed]
         accuracies = completed.test_acc.dropna().tolist()
         mean, sd, half_width = mean_interval(accuracies)
-        failed, diverged = (int((group.status == status).sum()) for status in (RunStatus.failed, RunStatus.diverged))
+        failed, diverged, pruned = (
+            int((group.status == status).sum()) for status in (RunStatus.failed, RunStatus.diverged, RunStatus.pruned)
+        )
         rows.append(
             {
                 **dict(zip(keys, values, strict=True)),
@@ -207,7 +209,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                 "n_failed": failed,
                 "n_diverged": diverged,
                 # running = killed or still going; unfinished = never wrote results.json
-                "n_unfinished": len(group) - len(completed) - failed - diverged,
+                "n_unfinished": len(group) - len(completed) - failed - diverged - pruned,
+                "n_pruned": pruned,  # stopped by a search's pruner: not a failure, not in the mean
             }
         )
     baseline: dict[tuple[str, ...], float] = {}

@@ -60,7 +60,8 @@ def report_incomplete(jobs: list[JobRecord]) -> int:
     for job in jobs:
         if job.status == RunStatus.copy:
             log.warning("Job folder %s is not counted: %s", job.job, job.error)
-    incomplete = [job for job in jobs if job.status not in (RunStatus.completed, RunStatus.copy)]
+    # A pruned trial ended as its search decided: not a failure.
+    incomplete = [job for job in jobs if job.status not in (RunStatus.completed, RunStatus.pruned, RunStatus.copy)]
     for job in incomplete:
         log.error("Job %s %s: %s", job.job, job.status, (job.error.strip().splitlines() or ["no results"])[0])
     if incomplete:

@@ -18,10 +18,30 @@ from agnews.storage import AgnewsError
 T = TypeVar("T")
 
 
+_refused = False
+_launched: set[str] = set()  # the job folders this command launched (a search's trial numbers)
+
+
+def start_launch() -> None:
+    """A command starts its launch (FolderGuard, the first callback): nothing refused or launched yet. One
+    launching process makes one launch; tests that simulate several in one process start each."""
+    global _refused
+    _refused = False
+    _launched.clear()
+
+
 def refuse(message: str) -> NoReturn:
     """Stop the command before (or instead of) what it asked for: `agnews: error: <message>`, exit status 2."""
+    global _refused
+    _refused = True
     print(f"agnews: error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def refused() -> bool:
+    """Whether this command refused its launch: Hydra 1.4 still calls the callbacks' on_multirun_end then,
+    which must then change nothing."""
+    return _refused
 
 
 def refuse_on_error(make: Callable[[], T]) -> T:
@@ -30,3 +50,13 @@ def refuse_on_error(make: Callable[[], T]) -> T:
         return make()
     except AgnewsError as error:
         refuse(str(error))
+
+
+def record_launched(jobs: set[str]) -> None:
+    """A search notes the job folders it launched: summary.csv lists every job of the folder, but only these
+    decide the command's exit status (other commands' trials, earlier or still running, do not)."""
+    _launched.update(jobs)
+
+
+def launched_jobs() -> set[str]:
+    return set(_launched)

@@ -20,11 +20,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from agnews.config import AppConfig, to_app_config
+from agnews.locks import FolderClaim, SharedFolderClaim, claim_folder
 from agnews.results import BASIC_SWEEPER, RESULTS_FILE
 from agnews.run_folder import Action, decide
-from agnews.storage import AgnewsError, FolderClaim, claim_folder, resolve_cache_dir
-from agnews.sweep import refuse, refuse_on_error
+from agnews.storage import AgnewsError, resolve_cache_dir
+from agnews.sweep import refuse, refuse_on_error, start_launch
 from agnews.sweep.plan import compose_job, mark_launch, planned_jobs, without_hydra
+from agnews.sweep.study import STUDY_SWEEPER
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ LOCAL_LAUNCHERS = (
 
 class FolderGuard(Callback):
     def __init__(self) -> None:
-        self._claim: FolderClaim | None = None
+        self._claim: FolderClaim | SharedFolderClaim | None = None
 
     # Launchers (joblib, submitit) pickle Hydra's callbacks into their workers; the claim belongs to the
     # launching process and stays there.
@@ -62,9 +64,13 @@ class FolderGuard(Callback):
             refuse(f"{run_dir} {problem}")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        start_launch()
         sweep_dir = Path(config.hydra.sweep.dir)
+        # Commands of agnews' search may work on one study in one sweep folder together (each job in its own
+        # folder, numbered by its trial); any other sweep has the folder to itself.
+        shared = config.hydra.sweeper.get("_target_") == STUDY_SWEEPER
         self._claim = refuse_on_error(
-            lambda: claim_folder(sweep_dir, "sweep folder", "choose another with hydra.sweep.dir=PATH")
+            lambda: claim_folder(sweep_dir, "sweep folder", "choose another with hydra.sweep.dir=PATH", shared)
         )
         mark_launch(config)
         if problem := _links_out(sweep_dir, files=(MULTIRUN_FILE,)):

@@ -54,5 +54,4 @@ def gpus_for_device(device: str) -> int:
 
 def register_resolvers() -> None:
     for name, resolver in (("agnews.cpus", cpus_for_threads), ("agnews.gpus", gpus_for_device)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, resolver)
+        OmegaConf.register_resolver(name, resolver, replace=True)

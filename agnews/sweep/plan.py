@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 import uuid
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 LAUNCH_ID = "AGNEWS_LAUNCH_ID"  # the key in hydra.job.env_set (so also an environment variable in jobs)
+SWEEP_PRESET_GROUPS = ("experiment", "hparams_search")  # config groups whose options may be whole sweeps
 
 
 def mark_launch(config: DictConfig) -> None:
@@ -56,7 +58,7 @@ def compose_job(config: DictConfig, overrides: list[str], number: int) -> DictCo
 
     job_config = GlobalHydra.instance().config_loader().load_sweep_config(config, list(overrides))
     with open_dict(job_config):
-        job_config.hydra.job.id = number
+        job_config.hydra.job.id = str(number)  # as the basic launcher sets it (a string)
         job_config.hydra.job.num = number
     return job_config
 
@@ -78,3 +80,33 @@ def declared_sweep_keys(config: Any) -> list[str]:
     parsed = OverridesParser.create().parse_overrides([str(item) for item in config.hydra.overrides.task])
     swept = {override.key_or_group.lstrip("+~") for override in parsed if override.is_sweep_override()}
     return sorted(swept | {str(key).lstrip("+~") for key in params})
+
+
+def with_multirun_flag(arguments: list[str]) -> list[str]:
+    """The command line with --multirun added when the config it composes is a sweep (a preset such as
+    +experiment=practica1 or hparams_search=... sets hydra.mode=MULTIRUN) and the command does not say so: Hydra
+    1.4 takes the mode only from the primary config or the command line, and refuses a preset that sets it."""
+    overrides, searchpath = [], []
+    rest = iter(arguments)
+    for arg in rest:
+        if arg in ("-cd", "--config-dir"):
+            searchpath.append(next(rest, ""))
+        elif arg.startswith("--config-dir="):
+            searchpath.append(arg.partition("=")[2])
+        elif arg.startswith("-"):
+            return arguments  # already a sweep (-m), or a flag Hydra handles alone (--cfg, --help, -cn ...)
+        else:
+            overrides.append(arg)
+    if not any(arg.partition("=")[0].lstrip("+~") in SWEEP_PRESET_GROUPS for arg in overrides):
+        return arguments
+    from agnews.config import compose
+
+    if searchpath:  # a user's own presets (--config-dir) may hold the sweep preset
+        overrides.append(f"hydra.searchpath=[{','.join(f'file://{Path(p).absolute()}' for p in searchpath)}]")
+    from hydra.types import RunMode
+
+    try:
+        mode = compose(overrides, with_hydra=True).hydra.mode
+    except Exception:  # a mistake in the arguments: Hydra reports it when it composes them itself
+        return arguments
+    return ["--multirun", *arguments] if mode == RunMode.MULTIRUN else arguments

@@ -1,57 +1,57 @@
-"""Hyperparameter search through Hydra's optimising sweepers (conf/hparams_search/, the Optuna sweeper).
+"""The Optuna study an agnews search works on (conf/hparams_search/, agnews.sweep.search): opening it (one line
+for a storage that is no study database, or one an older Optuna made), the rules a search must keep before it
+adds trials, and, in each job, reporting every epoch to the job's trial so that the study's pruner can stop a
+hopeless trial early.
 
-Three things the sweepers do not do for agnews:
-- a job that failed or diverged must still return a number the sweeper accepts: hydra-optuna-sweeper 1.3
-  crashes the whole study on NaN (it tells Optuna the trial both completed and failed), so such a job
-  returns the worst value for the study's direction (`failed_objective`);
-- a study stored in its sweep folder is continued by running the same command again, but the sweeper
-  numbers every command's jobs from 0, so the second command's trial 0 would land in the first command's
-  job folder 0. `StudyCallback` makes job numbers continue from the study's trial count (job N = trial N)
-  and refuses a folder whose jobs the study does not know;
-- its study's SQLite file needs an existing folder (FolderGuard creates the sweep folder, this callback
-  the folder of a storage elsewhere), and the search must never select on the test split.
+A study may be worked on by several commands at once (each in the same sweep folder, or in one of its own,
+sharing `hydra.sweeper.storage`): what they must not do at the same moment (create a fresh SQLite study,
+check and record its settings, ask for a batch of trials) happens under `study_lock`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import importlib.util
+import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
-
+from agnews.config import NOT_PART_OF_THE_RUN, AppConfig, flatten, to_plain_dict
+from agnews.locks import file_lock
 from agnews.storage import sqlite_file
 from agnews.sweep import refuse
+from agnews.train import Pruned
 
 log = logging.getLogger(__name__)
 
-OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+STUDY_SWEEPER = "agnews.sweep.search.StudySweeper"  # hydra.sweeper._target_ of hydra/sweeper=optuna_study
+SETTINGS_ATTR = "agnews.settings"  # the study's user attribute: the settings every trial shares (not searched)
+PRUNERS = "optuna.pruners.*"  # what a search may instantiate from its config (Hydra 1.4's execution whitelist)
+SAMPLERS = "optuna.samplers.*"
 
 
 def require_optuna(arguments: Sequence[str]) -> None:
-    """Stop with one line naming the extra when the command asks for the Optuna sweeper and it is missing.
-    Called before Hydra composes the config: Hydra's own error ("Could not find 'hydra/sweeper/optuna'")
-    does not say what to install."""
-    asked = [arg for arg in arguments if arg.startswith(("hparams_search=", "hydra/sweeper=optuna"))]
+    """Stop with one line naming the extra when the command asks for a search and Optuna is missing. Called
+    before Hydra composes the config, which would fail less clearly."""
+    asked = [arg for arg in arguments if arg.startswith(("hparams_search=", "hydra/sweeper=optuna_study"))]
     if not asked:
         return
-    for module, package in (("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper"), ("optuna", "optuna")):
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ImportError:
-            found = False
-        if not found:
-            refuse(f'{asked[0]} needs the {package} package: pip install -e ".[optuna]"')
+    try:
+        found = importlib.util.find_spec("optuna") is not None
+    except ImportError:
+        found = False
+    if not found:
+        refuse(f'{asked[0]} needs the optuna package: pip install -e ".[optuna]"')
 
 
 def failed_objective(sweeper: Mapping[str, Any]) -> float:
-    """What a failed or diverged job returns to the sweeper `sweeper` (its hydra.sweeper config): -inf when
-    it maximises (Optuna's direction, Nevergrad's optim.maximize), +inf when it minimises, else NaN (the
-    basic sweeper ignores the value). Never NaN to an optimiser: Optuna's sweeper crashes on it."""
+    """What a failed or diverged job returns to an optimising sweeper that reads the task's return value
+    (Nevergrad's, Hydra's Optuna plugin): the worst value for its direction, else NaN (the basic sweeper ignores
+    it). agnews' own search reads each job's results.json instead."""
     direction = sweeper.get("direction")
     optim = sweeper.get("optim") or {}
     if isinstance(direction, str):
@@ -59,120 +59,179 @@ def failed_objective(sweeper: Mapping[str, Any]) -> float:
     elif "maximize" in optim:
         maximize = bool(optim["maximize"])
     else:
-        return math.nan  # no single direction (basic sweeper; a multi-objective study wants a list anyway)
+        return math.nan
     return -math.inf if maximize else math.inf
 
 
-def trials_so_far(storage: Any, study_name: str | None) -> int:
-    """How many trials the study `study_name` in `storage` holds (0 if there is no such study yet)."""
-    if storage is None or study_name is None:
-        return 0  # in-memory, or a new randomly named study every time
+@contextlib.contextmanager
+def study_lock(storage: str | None, study_name: str | None) -> Iterator[None]:
+    """Held by one command at a time: creating a SQLite study (Optuna's table migrations break when two
+    processes run them on one fresh file), checking its settings, asking for trials (so a batch gets
+    consecutive trial numbers, which are its job numbers). A lock file beside a SQLite storage; other storages
+    (a database server) serialise creation themselves, and a command then asks one trial per job."""
     path = sqlite_file(storage)
-    if path is not None and not path.exists():
-        return 0  # not created yet; asking would create it here
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder of its file
+    with file_lock(path.with_name(f"{path.name}.lock"), f"the Optuna study {study_name!r} in {path}"):
+        yield
+
+
+def open_study(
+    storage: str | None, study_name: str | None, direction: str, sampler: Any = None, pruner: Any = None
+) -> Any:
+    """The study, created if it does not exist yet; refused (one line) when the storage is no study database,
+    or one an older Optuna made (how to upgrade it)."""
     import optuna
 
-    try:
-        summaries = optuna.study.get_all_study_summaries(storage=storage)
-    except Exception as error:  # SQLAlchemy's DatabaseError for a file that is no database, Optuna's own ...
-        what = f"{path} is not an Optuna study database" if path is not None else f"{storage} cannot be opened"
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        refuse(f"{what} ({first}); nothing was launched. Move it away, or point hydra.sweeper.storage elsewhere")
-    return next((summary.n_trials for summary in summaries if summary.study_name == study_name), 0)
-
-
-def _continue_job_numbers() -> bool:
-    """Make hydra-optuna-sweeper number a command's jobs from the study's trial count instead of 0.
-
-    Its OptunaSweeperImpl.setup() sets job_idx = 0, and each batch launches jobs job_idx, job_idx + 1, ...
-    for trials asked in the same order, so starting job_idx at the study's trial count makes job N trial N.
-    Returns False when the sweeper is not installed."""
-    try:
-        from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
-    except ImportError:
-        return False
-    setup = OptunaSweeperImpl.setup
-    if getattr(setup, "agnews_continues", False):
-        return True
-
-    def setup_continuing(self: Any, **kwargs: Any) -> None:
-        setup(self, **kwargs)
-        if not hasattr(self, "job_idx"):
-            log.warning("This hydra-optuna-sweeper has no job_idx: job numbers may restart at 0")
-        self.job_idx = trials_so_far(self.storage, self.study_name)
-
-    setup_continuing.agnews_continues = True  # type: ignore[attr-defined]
-    OptunaSweeperImpl.setup = setup_continuing
-    return True
-
-
-class StudyCallback(Callback):
-    """Hydra callback (conf/config.yaml: hydra.callbacks.study); does nothing unless the sweeper is Optuna's."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweeper = config.hydra.sweeper
-        if sweeper.get("_target_") != OPTUNA_SWEEPER:
-            return
-        if str(config.get("data", {}).get("validation")) == "test":
-            refuse(
-                "data.validation=test would make the search choose its trials on the test split; "
-                "use data.validation=held_out (the default)"
+    path = sqlite_file(storage)
+    if path is not None and path.is_file() and path.stat().st_size and not _is_optuna_database(path):
+        refuse(
+            f"{path} is not an Optuna study database (it holds no Optuna tables); nothing was launched, and it was "
+            "left as it is. Move it away, or point hydra.sweeper.storage elsewhere"
+        )
+    with study_lock(storage, study_name):
+        try:
+            return optuna.create_study(
+                study_name=study_name,
+                storage=storage,
+                sampler=sampler,
+                pruner=pruner,
+                direction=direction,
+                load_if_exists=True,
             )
-        n_trials = sweeper.get("n_trials")
-        if isinstance(n_trials, int) and n_trials < 1:
-            refuse(f"hydra.sweeper.n_trials={n_trials}: a search needs at least one trial")
-        path = sqlite_file(sweeper.get("storage"))
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder of its file
-        start = trials_so_far(sweeper.get("storage"), sweeper.get("study_name"))
-        continuing = _continue_job_numbers()
-        first = start if continuing else 0
-        _check_folder(Path(config.hydra.sweep.dir), first, sweeper)
-        if start:
-            _check_same_settings(config, Path(config.hydra.sweep.dir), set(sweeper.get("params") or {}))
-            log.info("Continuing study %s (%d trials so far): jobs from %d on", sweeper.get("study_name"), start, first)
+        except Exception as error:  # SQLAlchemy's DatabaseError, Optuna's schema RuntimeError, ...
+            refuse(_unusable(storage, error))
 
 
-def _check_folder(sweep_dir: Path, first: int, sweeper: DictConfig) -> None:
-    """Refuse a sweep folder holding job folders the new trials would be numbered into."""
-    numbered = [int(child.name) for child in sweep_dir.glob("*/") if child.name.isdigit()]
-    taken = sorted(number for number in numbered if number >= first)
-    if not taken:
-        return
-    study = f"study {sweeper.get('study_name')!r} in {sweeper.get('storage')}"
-    if sweeper.get("storage") is None or sweeper.get("study_name") is None:
-        study = "a study without storage or study_name (a new one every time)"
-    refuse(
-        f"{sweep_dir} already holds job folders {', '.join(map(str, taken[:5]))}{' ...' if len(taken) > 5 else ''} "
-        f"that {study} does not count as its trials, and new trials would be numbered into them; nothing was "
-        "launched. Choose another hydra.sweep.dir, or restore the study's storage."
-    )
+def _is_optuna_database(path: Path) -> bool:
+    """Whether a SQLite file holds Optuna's tables: Optuna would add its own to any other database."""
+    import sqlite3
 
-
-def _check_same_settings(config: DictConfig, sweep_dir: Path, searched: set[str]) -> None:
-    """Refuse to add trials whose fixed settings (all but the searched ones) differ from those the study's
-    earlier trials recorded: their accuracies would not be comparable, yet the study would rank them together."""
-    from agnews.config import ConfigError, config_differences, to_app_config, to_plain_dict
-    from agnews.report.sweep import find_job_dirs
-    from agnews.results import read_job
-    from agnews.sweep.plan import without_hydra
-
-    earlier = next((job for job in map(read_job, find_job_dirs(sweep_dir)) if job.config), None)
-    if earlier is None:
-        return
     try:
-        current = to_plain_dict(to_app_config(without_hydra(config)))
-    except ConfigError:
-        return  # each trial reports its config error
+        with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError:
+        return False
+    return {"studies", "trials"} <= tables
+
+
+def _unusable(storage: str | None, error: Exception) -> str:
+    path = sqlite_file(storage)
+    text = " ".join(str(error).split())
+    if "optuna storage upgrade" in text:  # a study an older Optuna made (Optuna 2 for agnews before 2026-12)
+        return (
+            f"{path or storage} holds a study made by an older Optuna, which Optuna "
+            f"{importlib.metadata.version('optuna')} cannot read; nothing was launched. Upgrade it with "
+            f"`optuna storage upgrade --storage {storage}` (older Optuna versions can no longer read it then), "
+            "or start another study in another hydra.sweep.dir"
+        )
+    what = f"{path} is not an Optuna study database" if path is not None else f"{storage} cannot be opened"
+    first = text[:300] or type(error).__name__
+    return f"{what} ({first}); nothing was launched. Move it away, or point hydra.sweeper.storage elsewhere"
+
+
+def check_search(config: Any) -> None:
+    """Refuse a search that would go wrong before any trial: selecting on the test split, no trials, or a study
+    nobody can continue (no storage or name: a new one every time, numbered from 0 into the same folder)."""
+    sweeper = config.hydra.sweeper
+    if str(config.get("data", {}).get("validation")) == "test":
+        refuse(
+            "data.validation=test would make the search choose its trials on the test split; "
+            "use data.validation=held_out (the default)"
+        )
+    if sweeper.get("n_trials") is not None and int(sweeper.n_trials) < 1:
+        refuse(f"hydra.sweeper.n_trials={sweeper.n_trials}: a search needs at least one trial")
+    if sweeper.get("n_jobs") is not None and int(sweeper.n_jobs) < 1:
+        refuse(f"hydra.sweeper.n_jobs={sweeper.n_jobs}: a search runs at least one trial at a time")
+
+
+def check_folder(sweep_dir: Path, study: Any, storage: str | None, study_name: str | None = None) -> None:
+    """Refuse a sweep folder holding job folders that are not the study's trials (`study`, None for one that does
+    not exist yet): job N is trial N, so new trials would be numbered into them."""
+    known = {trial.number for trial in study.get_trials(deepcopy=False)} if study is not None else set()
+    numbered = sorted(int(child.name) for child in sweep_dir.glob("*/") if child.name.isdigit())
+    strangers = [number for number in numbered if number not in known]
+    if strangers:
+        listed = ", ".join(map(str, strangers[:5])) + (" ..." if len(strangers) > 5 else "")
+        refuse(
+            f"{sweep_dir} already holds job folders {listed} that study {study_name!r} in {storage} does not "
+            "count as its trials, and new trials would be numbered into them; nothing was launched. Choose another "
+            "hydra.sweep.dir, or restore the study's storage."
+        )
+
+
+def shared_settings(app: AppConfig, searched: set[str]) -> dict[str, Any]:
+    """The settings every trial of a study must share: the run's config but for the searched keys and what does
+    not change what a run computes (how jobs run)."""
+    return {
+        key: value
+        for key, value in flatten(to_plain_dict(app)).items()
+        if key not in searched and key not in NOT_PART_OF_THE_RUN and not key.startswith("logger.")
+    }
+
+
+def check_same_settings(study: Any, settings: dict[str, Any], sweep_dir: Path) -> None:
+    """Refuse to add trials whose shared settings differ from those the study's trials were made with (their
+    accuracies would not be comparable, yet the study would rank them together); record them on a new study.
+    Called under study_lock, so two commands starting a fresh study cannot each record their own."""
+    recorded = study.user_attrs.get(SETTINGS_ATTR)
+    if recorded is None:
+        if not study.get_trials(deepcopy=False):
+            study.set_user_attr(SETTINGS_ATTR, json.dumps(settings, sort_keys=True))
+        return
+    earlier = json.loads(recorded)
     differences = [
-        difference
-        for difference in config_differences(earlier.config, current)
-        if difference.partition(":")[0] not in searched
+        f"{key}: {earlier.get(key)!r} -> {settings.get(key)!r}"
+        for key in sorted(earlier.keys() | settings.keys())
+        if earlier.get(key) != settings.get(key)
     ]
     if differences:
         refuse(
-            f"this command's settings differ from those of the study's earlier trials in {sweep_dir} (job "
-            f"{earlier.job}: {'; '.join(differences[:5])}), so its trials would not be comparable with theirs; "
-            "nothing was launched. Rerun with the earlier settings (only hydra.sweeper.n_trials and how jobs run "
-            "may change), or start another study in another hydra.sweep.dir."
+            f"this command's settings differ from those of the study's earlier trials in {sweep_dir} "
+            f"({'; '.join(differences[:5])}), so its trials would not be comparable with theirs; nothing was "
+            "launched. Rerun with the earlier settings (only hydra.sweeper.n_trials and how jobs run may change), "
+            "or start another study in another hydra.sweep.dir."
         )
+
+
+class TrialPruning:
+    """In a search's job: reports the best validation accuracy so far after every epoch to the job's own trial
+    (job N is trial N) and raises `Pruned` when the study's pruner says the trial is hopeless."""
+
+    def __init__(self, storage: str, study_name: str, trial_number: int, pruner: Any):
+        import optuna
+
+        backend = optuna.storages.RDBStorage(storage)
+        self.study = optuna.load_study(study_name=study_name, storage=backend, pruner=pruner)
+        trial_id = backend.get_trial_id_from_study_id_trial_number(
+            backend.get_study_id_from_name(study_name), trial_number
+        )
+        self.trial = optuna.trial.Trial(self.study, trial_id)
+        self.pruner = type(pruner).__name__
+
+    def after_epoch(self, history: list[dict[str, Any]]) -> None:
+        best = max(epoch["val_acc"] for epoch in history)
+        epoch = int(history[-1]["epoch"])
+        self.trial.report(best, step=epoch)
+        if self.trial.should_prune():
+            raise Pruned(
+                f"pruned after epoch {epoch} by the study's {self.pruner} (best validation accuracy so far "
+                f"{100 * best:.2f} %)"
+            )
+
+
+def trial_pruning(hydra_config: Any) -> TrialPruning | None:
+    """The pruning of this job's trial when it runs in a search whose pruner can stop trials, else None."""
+    from hydra.utils import instantiate
+
+    sweeper = hydra_config.sweeper
+    if sweeper.get("_target_") != STUDY_SWEEPER or not sweeper.get("pruner") or not sweeper.get("storage"):
+        return None
+    pruner = instantiate(sweeper.pruner, _execution_whitelist_=PRUNERS)
+    import optuna
+
+    if isinstance(pruner, optuna.pruners.NopPruner):
+        return None
+    return TrialPruning(str(sweeper.storage), str(sweeper.study_name), int(hydra_config.job.num), pruner)

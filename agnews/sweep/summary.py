@@ -4,6 +4,7 @@ job did not complete, or summary.csv cannot be written, it says so and the comma
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from agnews.report.summary_csv import report_incomplete, write_summary
 from agnews.report.sweep import SUMMARY_FILE
 from agnews.results import BASIC_SWEEPER, JobRecord, RunStatus
 from agnews.storage import AgnewsError
+from agnews.sweep import launched_jobs, refused
 from agnews.sweep.plan import declared_sweep_keys, launch_id
 
 log = logging.getLogger(__name__)
@@ -30,22 +32,32 @@ class SummaryCallback(Callback):
     """Hydra callback (conf/config.yaml: hydra.callbacks.summary)."""
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        if refused():  # nothing was launched, and nothing in the folder may change
+            return
+        # Hydra 1.4 also ends a sweep that a SIGTERM, Ctrl-C or a launcher's error stops: summary.csv is still
+        # written, and the command keeps that exit status (sys.exc_info: the exception on its way out).
+        stopping = sys.exc_info()[1] is not None
         # Hydra turns an exception raised here into a warning and exit status 0; SystemExit gets through.
         try:
             jobs = write_summary(Path(config.hydra.sweep.dir), declared_sweep_keys(config))
         except AgnewsError as error:
             log.error("summary.csv: %s", error)
+            if stopping:
+                return
             raise SystemExit(1) from None
         if OmegaConf.select(config, "hydra.sweeper._target_", default=BASIC_SWEEPER) != BASIC_SWEEPER:
             # An optimising sweeper runs new trials and never reruns a study's earlier ones: a trial an earlier
             # command left unfinished is listed, but only this command's trials decide its exit status.
-            earlier = earlier_launches(jobs, launch_id(config))
-            if unfinished := [job.job for job in earlier if job.status != RunStatus.completed]:
+            mine = launched_jobs()  # agnews' search knows which trials it ran
+            others = [job for job in jobs if job.job not in mine] if mine else earlier_launches(jobs, launch_id(config))
+            ended = (RunStatus.completed, RunStatus.pruned)
+            if unfinished := [job.job for job in others if job.status not in ended]:
                 log.warning(
-                    "Trials of earlier commands that did not complete (jobs %s) stay in %s and in the study",
+                    "Trials of other commands that did not complete (jobs %s: earlier ones, or still running) stay "
+                    "in %s and in the study",
                     ", ".join(unfinished),
                     SUMMARY_FILE,
                 )
-            jobs = [job for job in jobs if job not in earlier]
-        if report_incomplete(jobs):
+            jobs = [job for job in jobs if job not in others]
+        if report_incomplete(jobs) and not stopping:
             raise SystemExit(1)

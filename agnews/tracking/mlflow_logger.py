@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from agnews.config import LoggerConfig
+from agnews.locks import file_lock
 from agnews.results import RunStatus
-from agnews.storage import file_lock, sqlite_file
+from agnews.storage import sqlite_file
 from agnews.tracking.facts import RunFacts, epoch_metrics, run_key, with_running_best
 
 STORE_FILE = "mlflow.db"
@@ -34,6 +35,7 @@ MLFLOW_STATUS = {
     RunStatus.failed: "FAILED",
     RunStatus.diverged: "FAILED",
     RunStatus.interrupted: "KILLED",
+    RunStatus.pruned: "KILLED",  # stopped before its end, by its search: not FAILED (the tag says pruned)
 }
 MAX_TAG_LENGTH = 5000  # MLflow's limit for tag values is 8000 characters
 

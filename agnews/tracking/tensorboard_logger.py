@@ -21,7 +21,10 @@ def _session_end_pb(status: str) -> Any:
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-    status_pb = api_pb2.STATUS_SUCCESS if status == RunStatus.completed else api_pb2.STATUS_FAILURE
+    # HParams knows success, failure, running and unknown: a pruned trial (stopped by its search) is no failure.
+    status_pb = {RunStatus.completed: api_pb2.STATUS_SUCCESS, RunStatus.pruned: api_pb2.STATUS_UNKNOWN}.get(
+        RunStatus(status) if status in set(RunStatus) else None, api_pb2.STATUS_FAILURE
+    )
     info = plugin_data_pb2.SessionEndInfo(status=status_pb, end_time_secs=time.time())
     content = plugin_data_pb2.HParamsPluginData(session_end_info=info, version=metadata.PLUGIN_DATA_VERSION)
     summary = summary_pb2.Summary()
@@ -55,6 +58,9 @@ class TensorBoardTracker:
         params = run.params()
         hparams = [summary_v2.HParam(name) for name in params]
         metrics = [summary_v2.Metric(tag) for tag in HPARAMS_METRICS]
+        # SummaryWriter's public add_hparams writes a session's start and end at once, into a new run folder; a
+        # live session (its start now, its status at the end, in this run's own events) needs the writer's file
+        # writer, a private method (tests/test_tracking.py fails if torch drops it).
         file_writer = self.writer._get_file_writer()
         file_writer.add_summary(summary_v2.hparams_config_pb(hparams, metrics))
         file_writer.add_summary(summary_v2.hparams_pb(params, start_time_secs=time.time()))
@@ -76,5 +82,5 @@ class TensorBoardTracker:
         status = str(results.get("status"))
         error = results.get("error") or ""
         self.writer.add_text("status", f"{status}: {error}" if error else status, self.step)
-        self.writer._get_file_writer().add_summary(_session_end_pb(status))
+        self.writer._get_file_writer().add_summary(_session_end_pb(status))  # see start
         self.writer.close()

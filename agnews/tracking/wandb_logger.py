@@ -94,4 +94,5 @@ class WandbTracker:
                 summary["error"] = str(results["error"])
             self.run.summary.update(summary)
         finally:
-            self.run.finish(exit_code=0 if status == RunStatus.completed else 1)
+            # 0: W&B shows the run finished; a pruned trial was stopped on purpose (its summary says pruned).
+            self.run.finish(exit_code=0 if status in (RunStatus.completed, RunStatus.pruned) else 1)

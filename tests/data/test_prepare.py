@@ -170,7 +170,7 @@ def test_a_cache_entry_locked_by_a_stuck_process_is_named_then_given_up_on(
     key = prepare.cache_key(ag_news.locate_ag_news(str(ag_news_dir), isolated_cache), config)
     lock = isolated_cache / "prepared" / f"{key}.lock"
     script = (
-        "import sys, time\nfrom agnews.storage import file_lock\n"
+        "import sys, time\nfrom agnews.locks import file_lock\n"
         f"with file_lock({str(lock)!r}, 'a test'):\n    print('held', flush=True)\n    time.sleep(120)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
