@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from agnews.config import config_differences
 from agnews.storage import AgnewsError, atomic_write
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,9 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     return read(path, CHECKPOINT_FORMAT, device, "delete it to start that run over")
 
 
-def verify_model(path: Path, vocab_sha256: str | None) -> str | None:
-    """What is wrong with a run's model.pt (unreadable, damaged, made for another vocab), or None."""
+def verify_model(path: Path, vocab_sha256: str | None, config: dict[str, Any] | None = None) -> str | None:
+    """What is wrong with a run's model.pt (unreadable, damaged, made for another vocab or by another config than
+    the run recorded, such as another job's model.pt copied over it), or None."""
     try:
         content = read(path, MODEL_FORMAT, torch.device("cpu"), "")
     except AgnewsError as error:
@@ -95,6 +97,8 @@ def verify_model(path: Path, vocab_sha256: str | None) -> str | None:
     recorded = content.get("vocab_sha256")
     if recorded is not None and vocab_sha256 is not None and recorded != vocab_sha256:
         return f"{path} was trained with another vocab than the run recorded"
+    if config is not None and (differences := config_differences(content.get("config") or {}, config)):
+        return f"{path} was made by another config than the run recorded ({'; '.join(differences[:3])})"
     return None
 
 

@@ -135,6 +135,7 @@ def run_experiment(
         previous = decision.previous
         if decision.action is Action.rerun:
             log.warning("%s completed earlier, but %s: running it again from scratch", run_dir, decision.reason)
+            (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # from scratch: no checkpoint anyone left there
             previous = None
         if decision.requeued:
             log.info("%s holds %s: continuing it", run_dir, REQUEUED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -61,10 +62,15 @@ def file_lock(path: str | os.PathLike[str], what: str = "a cache entry") -> Iter
 
 def lock_timeout() -> float:
     value = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    if not value:
+        return DEFAULT_LOCK_TIMEOUT_S
     try:
-        return float(value) if value else DEFAULT_LOCK_TIMEOUT_S
+        seconds = float(value)
     except ValueError:
-        raise AgnewsError(f"${LOCK_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):  # filelock takes a negative timeout for 'wait forever'
+        raise AgnewsError(f"${LOCK_TIMEOUT_ENV}={value!r}: give a positive number of seconds")
+    return seconds
 
 
 def _acquire_waiting(lock: filelock.FileLock, path: Path, owner_file: Path, what: str) -> None:
@@ -133,10 +139,12 @@ class FolderClaim:
     def __init__(self, folder: str | os.PathLike[str]):
         self.folder = Path(folder)
         self._lock = filelock.FileLock(self.folder / CLAIM_FILE, is_singleton=True)
+        self.created = False  # whether claiming it made the folder
 
     def acquire(self, what: str = "folder", choose: str = "choose another folder") -> FolderClaim:
         """Claim the folder (`what` names it in messages, `choose` says how to pick another)."""
         try:
+            self.created = not self.folder.exists()
             self.folder.mkdir(parents=True, exist_ok=True)
             already_ours = self._lock.is_locked
             self._lock.acquire(timeout=0)
@@ -154,6 +162,17 @@ class FolderClaim:
 
     def release(self) -> None:
         self._lock.release()
+
+    def abandon(self) -> None:
+        """Release the claim of a command that was refused, leaving no trace of it: a folder the claim made, and
+        that holds nothing else, goes too."""
+        if self.created and self._lock.is_locked:
+            for name in (OWNER_FILE, CLAIM_FILE):  # ours alone while we hold the claim
+                (self.folder / name).unlink(missing_ok=True)
+        self.release()
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()  # only if empty
 
     def __enter__(self) -> FolderClaim:
         return self
@@ -206,6 +225,9 @@ class SharedFolderClaim:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+
+    def abandon(self) -> None:
+        self.release()  # other commands may share it: the folder stays
 
     def __enter__(self) -> SharedFolderClaim:
         return self

@@ -15,6 +15,7 @@ import argparse
 import csv
 import io
 import logging
+import os
 import re
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from agnews.data.ag_news import read_split
 from agnews.data.batches import Batches, equal_length_batches
 from agnews.data.text import Vocab, decode_utf8, encode, tokenize_all
 from agnews.devices import select_device
+from agnews.locks import CLAIM_FILE
 from agnews.model import LSTMClassifier, build_model
 from agnews.results import MODEL_FILE, RESULTS_FILE, RUN_FILES, VOCAB_FILE, read_run_results
 from agnews.storage import AgnewsError, atomic_write_text, create_text
@@ -283,6 +285,20 @@ def _check_out(out: Path | None, run_dir: Path, input_file: str | None, overwrit
         raise AgnewsError(f"--out {out} is a folder; name a file to write the predictions to")
     if out.exists() and not overwrite:
         raise AgnewsError(f"--out {out} exists; pass --overwrite to replace it, or write the predictions elsewhere")
+    if out.exists() and (folder := _agnews_folder(target.parent)) is not None:
+        raise AgnewsError(
+            f"--out {out} is a file of the agnews run or sweep folder {folder} (its record, a tracker's store, "
+            "Hydra's files ...), which --overwrite never replaces; write the predictions elsewhere"
+        )
+
+
+def _agnews_folder(folder: Path) -> Path | None:
+    """The run or sweep folder (one an agnews command claimed, or a run's) that `folder` is, or is directly
+    in (.hydra/), else None."""
+    for candidate in (folder, folder.parent):
+        if (candidate / CLAIM_FILE).exists() or (candidate / RESULTS_FILE).exists():
+            return candidate
+    return None
 
 
 def _write_out(out: Path, text: str, overwrite: bool) -> None:
@@ -298,4 +314,8 @@ def _write_out(out: Path, text: str, overwrite: bool) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except BrokenPipeError:  # `... | head`: the reader left; nothing to say, as for any command-line tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None

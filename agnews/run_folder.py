@@ -140,4 +140,4 @@ def damaged_outputs(run_dir: Path, previous: dict[str, Any]) -> str | None:
         return f"{model} is missing"
     from agnews.checkpoint import verify_model  # torch, only for a run that would otherwise be skipped
 
-    return verify_model(model, recorded_vocab)
+    return verify_model(model, recorded_vocab, previous["config"])

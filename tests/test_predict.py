@@ -196,6 +196,20 @@ def test_out_replaces_an_existing_file_only_when_asked(last_run, tmp_path, capsy
     assert [row["text"] for row in read_csv_text(out.read_text())] == ["Troops leave the embassy"]
 
 
+@pytest.mark.parametrize("file", ["sweep/summary.csv", "sweep/0/.hydra/config.yaml", "sweep/0/mlflow.db"])
+def test_overwrite_never_replaces_a_file_of_a_run_or_sweep_folder(last_run, tmp_path, capsys, file):
+    source = tmp_path / "texts.txt"
+    source.write_text("Troops leave the embassy\n", encoding="utf-8")
+    (tmp_path / "sweep" / "0" / ".hydra").mkdir(parents=True)
+    (tmp_path / "sweep" / ".agnews.lock").touch()  # a folder an agnews command claimed
+    (tmp_path / "sweep" / "0" / "results.json").write_text("{}")  # a run's folder
+    out = tmp_path / file
+    out.write_text("keep me\n")
+    assert main([str(last_run), "--file", str(source), "--out", str(out), "--overwrite"]) == 2
+    assert "which --overwrite never replaces; write the predictions elsewhere" in capsys.readouterr().err
+    assert out.read_text() == "keep me\n"
+
+
 @pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"], ids=["CR (classic Mac)", "CRLF", "LF"])
 def test_every_newline_convention_splits_texts(last_run, tmp_path, newline):
     texts = ["Troops leave the embassy", "Bank shares fall", "Nasa: new space computer"]

@@ -46,7 +46,9 @@ def test_completed_run_is_skipped_on_resume(ag_news_dir, tmp_path, monkeypatch, 
     assert again["started_at"] == first["started_at"] and again["metrics"] == json.loads(json.dumps(first["metrics"]))
 
 
-@pytest.mark.parametrize("damage", ["model truncated", "model deleted", "model byte flipped", "vocab edited"])
+@pytest.mark.parametrize(
+    "damage", ["model truncated", "model deleted", "model byte flipped", "vocab edited", "another run's model"]
+)
 def test_a_completed_run_whose_files_are_damaged_is_rerun_not_skipped(
     tmp_path, tiny_config, caplog, flip_a_tensor_byte, damage
 ):
@@ -60,6 +62,10 @@ def test_a_completed_run_whose_files_are_damaged_is_rerun_not_skipped(
         model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
     elif damage == "model deleted":
         model.unlink()
+        (run_dir / CHECKPOINT_FILE).write_bytes(b"left by someone")  # from scratch means without it too
+    elif damage == "another run's model":  # valid, checksummed, the same vocab: but seed 1's weights
+        run_experiment(tiny_config(trainer={"epochs": 1}, seed=1), tmp_path / "other")
+        model.write_bytes((tmp_path / "other" / MODEL_FILE).read_bytes())
     elif damage == "model byte flipped":
         flip_a_tensor_byte(model)
     else:

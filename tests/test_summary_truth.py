@@ -463,6 +463,19 @@ def test_a_sweep_resumed_on_changed_data_is_refused_before_any_job(ag_news_dir, 
 
 
 @pytest.mark.slow
+def test_a_job_folder_outside_the_sweep_folder_is_a_config_error(ag_news_dir, tmp_path, cli, sweep_args):
+    """'${hydra.job.num}/..' is the sweep folder itself for every job: Hydra would rewrite one run's files for the
+    next job before agnews could refuse it."""
+    sweep_dir = tmp_path / "sweep"
+    done = cli("agnews.run", *sweep_args(ag_news_dir, sweep_dir, "seed=0,1", "hydra.sweep.subdir=${hydra.job.num}/.."))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert (
+        f"job 0 (seed=0) would run in {sweep_dir / '0' / '..'}, not in a folder inside the sweep folder" in done.stderr
+    )
+    assert not sweep_dir.exists()  # the refused command leaves no folder of its own behind
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("subdir", ["same", "${embedding.name}"])
 def test_two_jobs_of_one_sweep_in_one_folder_are_a_config_error(ag_news_dir, tmp_path, cli, sweep_args, subdir):
     sweep_dir = tmp_path / "sweep"
@@ -475,7 +488,7 @@ def test_two_jobs_of_one_sweep_in_one_folder_are_a_config_error(ag_news_dir, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("planted", [".hydra/config.yaml", ".hydra/overrides.yaml", "run.log", ".hydra"])
+@pytest.mark.parametrize("planted", [".hydra/config.yaml", ".hydra/overrides.yaml", "run.log", ".hydra", "mine"])
 def test_hydra_never_writes_through_a_symlink_out_of_the_run_folder(ag_news_dir, tmp_path, cli, planted):
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -483,8 +496,9 @@ def test_hydra_never_writes_through_a_symlink_out_of_the_run_folder(ag_news_dir,
     run_dir = tmp_path / "run"
     link = run_dir / planted
     link.parent.mkdir(parents=True)
-    link.symlink_to(victim if planted == ".hydra" else victim / "file.txt")
-    done = cli("agnews.run", f"data.dir={ag_news_dir}", f"hydra.run.dir={run_dir}", "trainer.epochs=1")
+    link.symlink_to(victim if planted in (".hydra", "mine") else victim / "file.txt")
+    subdir = ["hydra.output_subdir=mine"] if planted == "mine" else []  # Hydra's files go where a user says
+    done = cli("agnews.run", f"data.dir={ag_news_dir}", f"hydra.run.dir={run_dir}", "trainer.epochs=1", *subdir)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"holds {planted}, a symbolic link to {link.readlink()}" in done.stderr
     assert (victim / "file.txt").read_text() == "keep me\n" and sorted(p.name for p in victim.iterdir()) == ["file.txt"]

@@ -73,7 +73,7 @@ def test_a_sweep_with_a_bad_job_launches_nothing(ag_news_dir, tmp_path, cli):
         "trainer.batch_size=16,0",
     )
     one_clear_line(done, 2, "job 1 (trainer.batch_size=0): config error: trainer.batch_size must be positive")
-    assert not (tmp_path / "s" / "0").exists()
+    assert not (tmp_path / "s").exists()  # not even the folder the refused command would have claimed
 
 
 def file_in_the_way(tmp_path: Path) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         plots = [plot for plot in plots if plot is not None]
         write_markdown(summary, runs, out / "report.md", plots)
     except AgnewsError as error:
-        hint = " (pass --out DIR to write the report elsewhere)" if "cannot write" in str(error) else ""
+        hint = (
+            " (pass --out DIR to write the report elsewhere)"
+            if "cannot write" in str(error) and not args.summary
+            else ""
+        )
         print(f"{parser.prog}: error: {error}{hint}", file=sys.stderr)
         return 2
     print(format_table(summary).to_string(index=False))
@@ -68,4 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except BrokenPipeError:  # `... | head`: the reader left; nothing to say, as for any command-line tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None

@@ -60,6 +60,14 @@ def report_incomplete(jobs: list[JobRecord]) -> int:
     for job in jobs:
         if job.status == RunStatus.copy:
             log.warning("Job folder %s is not counted: %s", job.job, job.error)
+    keys = {job.data_key for job in jobs if job.data_key and job.status != RunStatus.copy}
+    if len(keys) > 1:
+        log.warning(
+            "The jobs trained on %d different versions of the data (their data.key: a CSV changed between them); "
+            "%s and the report keep them apart",
+            len(keys),
+            SUMMARY_FILE,
+        )
     # A pruned trial ended as its search decided: not a failure.
     incomplete = [job for job in jobs if job.status not in (RunStatus.completed, RunStatus.pruned, RunStatus.copy)]
     for job in incomplete:

@@ -51,26 +51,29 @@ def read_sweep(sweep_dir: Path) -> list[JobRecord]:
 
 def mark_copies(jobs: list[JobRecord]) -> list[JobRecord]:
     """The jobs, with status `copy` for every folder whose run is counted elsewhere: a second folder of the
-    same run (the same run id: `cp -r S/0 S/2`), or a run that recorded another sweep than the one most of
-    the folder's jobs recorded (a job folder of another sweep, or a single run, copied in). A whole sweep
-    moved elsewhere (off a cluster) keeps one recorded sweep for all its jobs, so none of them is a copy."""
+    same run (the same run id: `cp -r S/0 S/2`), or a run that recorded another sweep than this folder's (a job
+    folder of another sweep, or a single run, copied in). This folder's sweep is the one its jobs recorded that
+    resolves to it, else (a sweep moved elsewhere, off a cluster, whose jobs all recorded the old path) the
+    one most of them recorded; a job that ran where it is, is never a copy."""
+    home = {job.recorded_sweep for job in jobs if job.run_id and _in_place(job)}
     recorded = Counter(job.recorded_sweep for job in jobs if job.run_id and job.recorded_sweep)
-    home = recorded.most_common(1)[0][0] if recorded else None
+    if recorded:
+        home.add(recorded.most_common(1)[0][0])
 
     def where(job: JobRecord) -> str:
         return f"{job.recorded_sweep} job {job.recorded_job}" if job.recorded_sweep else "a single run's folder"
 
-    def in_place(job: JobRecord) -> bool:  # its own folder: counted before a copy of it
-        return job.recorded_sweep == home and job.recorded_job == job.job
+    def own(job: JobRecord) -> bool:  # its own folder: counted before a copy of it
+        return job.recorded_sweep in home and job.recorded_job == job.job
 
     counted: dict[str, JobRecord] = {}
     notes: dict[Path, str] = {}
-    for job in sorted((job for job in jobs if job.run_id), key=lambda job: not in_place(job)):
+    for job in sorted((job for job in jobs if job.run_id), key=lambda job: (not _in_place(job), not own(job))):
         if job.run_id in counted:
             notes[job.folder] = (
                 f"copy of job {counted[job.run_id].job} (the same run: its results.json has that run id)"
             )
-        elif home is not None and job.recorded_sweep != home:
+        elif home and job.recorded_sweep not in home:
             notes[job.folder] = f"copied in from {where(job)} (its results.json records that, not this sweep)"
         else:
             counted[job.run_id] = job
@@ -78,6 +81,16 @@ def mark_copies(jobs: list[JobRecord]) -> list[JobRecord]:
         replace(job, status=RunStatus.copy.value, error=notes[job.folder]) if job.folder in notes else job
         for job in jobs
     ]
+
+
+def _in_place(job: JobRecord) -> bool:
+    """Whether a job ran in the folder it is in: the sweep and job number it recorded are this folder's."""
+    if job.recorded_sweep is None or job.recorded_job != job.job:
+        return False
+    try:
+        return Path(job.recorded_sweep).resolve() == job.folder.parent.resolve()
+    except OSError:
+        return False
 
 
 def holds_single_runs(jobs: Iterable[JobRecord]) -> bool:

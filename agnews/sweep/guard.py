@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from agnews.config import AppConfig, to_app_config
 from agnews.locks import FolderClaim, SharedFolderClaim, claim_folder
 from agnews.results import BASIC_SWEEPER, RESULTS_FILE
 from agnews.run_folder import Action, decide
 from agnews.storage import AgnewsError, resolve_cache_dir
-from agnews.sweep import refuse, refuse_on_error, start_launch
+from agnews.sweep import refuse, refuse_on_error, refused, start_launch
 from agnews.sweep.plan import compose_job, mark_launch, planned_jobs, without_hydra
 from agnews.sweep.study import STUDY_SWEEPER
 
@@ -59,7 +59,7 @@ class FolderGuard(Callback):
         self._claim = refuse_on_error(
             lambda: claim_folder(run_dir, "run directory", "choose another with hydra.run.dir=PATH")
         )
-        problem = _links_out(run_dir) or _refusal(run_dir, app, DataKeys())
+        problem = _links_out(run_dir, hydra_files=_hydra_files(config)) or _refusal(run_dir, app, DataKeys())
         if problem:
             refuse(f"{run_dir} {problem}")
 
@@ -79,7 +79,7 @@ class FolderGuard(Callback):
             # An optimising sweeper picks jobs as it goes, each claiming its own folder; Hydra's files in the
             # folders it may number its jobs into are checked now.
             for job_dir in sorted(path for path in sweep_dir.iterdir() if path.is_dir()):
-                if problem := _links_out(job_dir):
+                if problem := _links_out(job_dir, hydra_files=_hydra_files(config)):
                     refuse(f"{job_dir} {problem}")
             return
         problems = []
@@ -89,17 +89,25 @@ class FolderGuard(Callback):
         from agnews.devices import check_device  # torch: only where a run is launched
 
         runs_here = config.hydra.launcher.get("_target_") in LOCAL_LAUNCHERS
+        subdir_setting = OmegaConf.to_container(config.hydra.sweep)["subdir"]  # as given: ${hydra.job.num} ...
         data_keys = DataKeys()
         for number, overrides in enumerate(jobs):
             job_config = compose_job(config, overrides, number)
-            subdir = str(job_config.hydra.sweep.subdir)
-            job_dir = sweep_dir / subdir
+            job_dir = sweep_dir / str(job_config.hydra.sweep.subdir)
             swept = " ".join(overrides[index] for index in varying)
             label = f"job {number}" + (f" ({swept})" if swept else "")
+            where = job_dir.resolve()  # '0/..' is the sweep folder itself, 'a/../b' is 'b'
+            if where == sweep_dir.resolve() or not where.is_relative_to(sweep_dir.resolve()):
+                problems.append(
+                    f"{label} would run in {job_dir}, not in a folder inside the sweep folder (hydra.sweep.subdir="
+                    f"{subdir_setting}): give each job its own folder, e.g. the default ${{hydra.job.num}}"
+                )
+                continue
+            subdir = where.relative_to(sweep_dir.resolve()).as_posix()
             if subdir in planned:
                 problems.append(
                     f"{label} and {planned[subdir]} would both run in {job_dir} (hydra.sweep.subdir="
-                    f"{config.hydra.sweep.subdir}): give each job its own folder, e.g. the default ${{hydra.job.num}}"
+                    f"{subdir_setting}): give each job its own folder, e.g. the default ${{hydra.job.num}}"
                 )
                 continue
             planned[subdir] = label
@@ -110,7 +118,7 @@ class FolderGuard(Callback):
             except AgnewsError as error:
                 problems.append(f"{label}: {error}")
                 continue
-            problem = _links_out(job_dir) or _refusal(job_dir, app, data_keys)
+            problem = _links_out(job_dir, hydra_files=_hydra_files(config)) or _refusal(job_dir, app, data_keys)
             if problem:
                 problems.append(f"{label}: {job_dir} {problem}")
         if problems:
@@ -134,8 +142,9 @@ class FolderGuard(Callback):
         self._release()
 
     def _release(self) -> None:
+        # Hydra 1.4 ends a launch also after a refusal: then a folder the claim made goes with it.
         if self._claim is not None:
-            self._claim.release()
+            self._claim.abandon() if refused() else self._claim.release()
             self._claim = None
 
 
@@ -168,14 +177,22 @@ HYDRA_FILES_DIR = ".hydra"  # Hydra writes config.yaml, hydra.yaml and overrides
 MULTIRUN_FILE = "multirun.yaml"
 
 
-def _links_out(folder: Path, files: tuple[str, ...] = ()) -> str | None:
-    """A symbolic link where Hydra will write (its .hydra/ files, a job's log, `files`), which would make it
-    write outside the folder; None when there is none. Hydra opens them without checking."""
+def _hydra_files(config: DictConfig) -> str | None:
+    """The folder of a job where Hydra writes config.yaml, hydra.yaml and overrides.yaml (hydra.output_subdir,
+    .hydra by default; null: none)."""
+    subdir = config.hydra.get("output_subdir")
+    return None if subdir is None else str(subdir)
+
+
+def _links_out(folder: Path, files: tuple[str, ...] = (), hydra_files: str | None = HYDRA_FILES_DIR) -> str | None:
+    """A symbolic link where Hydra will write (its config files in `hydra_files`, a job's log, `files`), which
+    would make it write outside the folder; None when there is none. Hydra opens them without checking."""
     if not folder.is_dir():
         return None
-    candidates = [folder / HYDRA_FILES_DIR, *(folder / name for name in files), *folder.glob("*.log")]
-    if (folder / HYDRA_FILES_DIR).is_dir():
-        candidates += list((folder / HYDRA_FILES_DIR).iterdir())
+    candidates = [*(folder / name for name in files), *folder.glob("*.log")]
+    if hydra_files is not None:
+        config_dir = folder / hydra_files
+        candidates += [config_dir, *(config_dir.iterdir() if config_dir.is_dir() else ())]
     for path in candidates:
         if path.is_symlink():
             return (

@@ -191,3 +191,13 @@ def test_a_cache_entry_locked_by_a_stuck_process_is_named_then_given_up_on(
 
     prepared = prepare_data(config, isolated_cache, progress=False)  # the holder is gone: its lock went with it
     assert len(prepared.train) > 0
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "soon"])
+def test_a_lock_timeout_that_is_no_positive_number_is_refused(monkeypatch, value):
+    """filelock takes a negative timeout for 'wait forever': -1 used to wait silently, with no notice either."""
+    from agnews.locks import lock_timeout
+
+    monkeypatch.setenv("AGNEWS_LOCK_TIMEOUT", value)
+    with pytest.raises(AgnewsError, match=r"AGNEWS_LOCK_TIMEOUT=.*give a positive number of seconds"):
+        lock_timeout()

@@ -482,3 +482,30 @@ def test_a_results_json_written_before_reads_as_before(tmp_path):
     assert list(summary.num_parameters) == [1000, 1001] and list(summary.wall_time_s) == [12.5, 12.5]
     table = summarize(load_runs([sweep]))
     assert list(table.embedding_label) == ["learned", "GloVe"] and list(table.pretrained) == [False, True]
+
+
+def test_a_sweep_moved_then_extended_in_place_has_no_copies(tmp_path, caplog):
+    """Jobs 0 and 1 recorded the folder the sweep was made in; job 2 ran after the sweep was moved, in the new
+    place. All three ran where they are."""
+    made = write_sweep(tmp_path / "made-here", {"learned": [0.80, 0.82]})
+    moved = tmp_path / "moved-here"
+    made.rename(moved)
+    write_job(moved, 2, "learned", 2, 0.84)
+    assert main(["--summary", str(moved)]) == 0
+    assert list(pd.read_csv(moved / "summary.csv").status) == ["completed"] * 3
+    assert "not counted" not in caplog.text
+
+
+def test_jobs_on_different_data_in_one_sweep_are_said(tmp_path, caplog):
+    sweep = write_sweep(tmp_path / "s", {"learned": [0.80]})
+    write_job(sweep, 1, "learned", 1, 0.6, data_key="36d4170a9b8c7d6e5f40")  # train.csv edited while it ran
+    assert main(["--summary", str(sweep)]) == 0
+    assert "The jobs trained on 2 different versions of the data" in caplog.text
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, repo):
+    sweep = write_sweep(tmp_path / "s", {"learned": [0.80, 0.82], "glove50": [0.85, 0.87]})
+    done = subprocess.run(
+        f"{sys.executable} -m agnews.report {sweep} | head -c 1", shell=True, cwd=repo, capture_output=True, text=True
+    )
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
