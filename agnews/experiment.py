@@ -40,6 +40,7 @@ from agnews.results import (
 )
 from agnews.run_folder import REQUEUED, Action, decide, other_run
 from agnews.storage import AgnewsError, remove_stale_temporaries, resolve_cache_dir
+from agnews.threads import choose_threads
 from agnews.tracking.facts import RunFacts
 from agnews.tracking.tracker import Tracking
 from agnews.train import DivergedError, Pruned, TrainState, can_use_sparse_embedding, evaluate, fit
@@ -52,8 +53,6 @@ CHOOSE_RUN_DIR = "choose a writable one with hydra.run.dir=PATH (or hydra.sweep.
 # the embedding and differ in seed: keep the last matrix built. Only one, as a glove300 matrix for a full
 # AG News vocab is over 100 MB. The key holds everything the matrix depends on.
 _last_embedding: dict[tuple, EmbeddingMatrix] = {}
-
-_DEFAULT_NUM_THREADS = torch.get_num_threads()  # torch's choice for this process (OMP_NUM_THREADS, else cores)
 
 
 def prepare_embedding(
@@ -86,6 +85,7 @@ class RunProgress:
 
     history: list[dict[str, Any]] = field(default_factory=list)
     device: str | None = None
+    threads: dict[str, Any] | None = None  # the torch threads it chose, and why (agnews.threads)
     data: dict[str, Any] | None = None  # {"key": prepared-data key, "vocab_sha256": ...}: which data it trains on
     embedding_kind: dict[str, Any] | None = None  # its kind's name, label and whether it is pretrained
     embedding_coverage: dict[str, int] | None = None
@@ -244,9 +244,12 @@ def _train_and_test(
     """The run itself; returns the test metrics. Fills `progress` as it goes."""
     started = time.perf_counter()
     trainer = config.trainer
-    # Set for every job, also to the default: a process that runs several jobs (the basic launcher, joblib
-    # and Ray workers) must not hand one job's thread count to the next.
-    torch.set_num_threads(trainer.num_threads or _DEFAULT_NUM_THREADS)
+    # Set for every job: a process that runs several jobs (the basic launcher, joblib and Ray workers) must not
+    # hand one job's thread count to the next.
+    threads = choose_threads(trainer.num_threads)
+    torch.set_num_threads(threads.count)
+    progress.threads = threads.as_record()
+    log.info("%d torch thread(s): %s", threads.count, threads.why)
     device = check_device(trainer)
     progress.device = str(device)
     seed_everything(config.seed)

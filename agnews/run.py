@@ -8,7 +8,9 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from agnews.config import ConfigError, config_source, register_configs, to_app_config
+from agnews.config import AppConfig, ConfigError, config_source, register_configs, to_app_config
 from agnews.experiment import Terminated, run_experiment
-from agnews.results import BASIC_SWEEPER, RunStatus
+from agnews.gpu_slots import GPU_SLOTS, gpu_slot, parse_slots
+from agnews.results import BASIC_SWEEPER, RunStatus, read_run_results
 from agnews.storage import AgnewsError
 from agnews.sweep.launchers import register_resolvers, require_launcher
 from agnews.sweep.plan import launch_job, with_multirun_flag
+from agnews.sweep.progress import note_job_end
 from agnews.sweep.study import failed_objective, require_optuna, trial_pruning
 
 log = logging.getLogger(__name__)
@@ -62,11 +66,30 @@ def main(cfg: DictConfig) -> float:
     if in_sweep:
         sweep_dir = Path(hydra_config.runtime.cwd) / hydra_config.sweep.dir  # as the launching process sees it
         sweep = {"dir": str(sweep_dir), "job": hydra_config.job.num, "sweeper": hydra_config.sweeper.get("_target_")}
+    started, status = time.monotonic(), RunStatus.failed.value
+    try:
+        return _run_job(cfg, hydra_config, run_dir, sweep, in_sweep)
+    finally:  # for the launch's progress lines, wherever this job runs
+        if in_sweep:
+            note_job_end(run_dir, launch_job(hydra_config), _ended_as(run_dir, status), time.monotonic() - started)
+
+
+def _ended_as(run_dir: Path, default: str) -> str:
+    """How the job ended, as its results.json says (a job refused before it recorded anything: `default`)."""
+    try:
+        results = read_run_results(run_dir)
+    except AgnewsError:
+        return RunStatus.unreadable.value
+    return results["status"] if results else default
+
+
+def _run_job(cfg: DictConfig, hydra_config: DictConfig, run_dir: Path, sweep: dict | None, in_sweep: bool) -> float:
     try:
         overrides = list(hydra_config.overrides.task)
-        with sigterm_stops_the_run():
+        app = to_app_config(cfg)
+        with sigterm_stops_the_run(), gpu_for_job(hydra_config, app, sweep) as app:
             pruning = trial_pruning(hydra_config) if in_sweep else None
-            results = run_experiment(to_app_config(cfg), run_dir, overrides, sweep, launch_job(hydra_config), pruning)
+            results = run_experiment(app, run_dir, overrides, sweep, launch_job(hydra_config), pruning)
     except (KeyboardInterrupt, Terminated) as stopped:
         how = "Stopped by SIGTERM" if isinstance(stopped, Terminated) else "Interrupted"
         if sweep is not None and sweep["sweeper"] != BASIC_SWEEPER:
@@ -101,6 +124,19 @@ def main(cfg: DictConfig) -> float:
     if results["status"] != RunStatus.completed:  # agnews' search reads results.json; other sweepers this
         return failed_objective(hydra_config.sweeper)
     return float(results["metrics"]["best_val_acc"])
+
+
+@contextlib.contextmanager
+def gpu_for_job(hydra_config: DictConfig, app: AppConfig, sweep: dict | None) -> Iterator[AppConfig]:
+    """`app` on the GPU slot this job holds, when its launch runs several jobs at once on GPUs (agnews.gpu_slots:
+    e.g. 8 small jobs on 2 devices, 4 each); else `app` as it is."""
+    slots = parse_slots(str(hydra_config.job.env_set.get(GPU_SLOTS, "")))
+    if sweep is None or slots is None or app.trainer.device not in ("auto", "cuda"):
+        yield app
+        return
+    with gpu_slot(Path(sweep["dir"]), *slots) as device:
+        log.info("GPU slot on cuda:%d (%d devices x %d jobs each)", device, *slots)
+        yield replace(app, trainer=replace(app.trainer, device=f"cuda:{device}"))
 
 
 if __name__ == "__main__":

@@ -175,3 +175,64 @@ def test_a_requeued_job_continues_its_own_run_and_a_new_launch_still_refuses(
     again = cli("agnews.run", *args)
     assert again.returncode == 2 and "already holds a run (completed)" in again.stderr
     assert (job_dir / "results.json").read_bytes() == recorded
+
+
+def test_jobs_at_once_share_the_cores_and_the_gpus(monkeypatch):
+    """The launch plans each job's threads (cores / jobs at once) and, on a machine with GPUs, slots on them: a
+    fake machine of 8 cores and 2 GPUs, four jobs at once."""
+    import torch
+
+    from agnews.config import compose
+    from agnews.sweep.launchers import plan_resources
+
+    monkeypatch.setattr(launchers, "usable_cores", lambda: 8)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    config = compose(["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"], with_hydra=True)
+    plan_resources(config, jobs=9)
+    marks = dict(item.removeprefix("++hydra.job.env_set.").split("=", 1) for item in config.hydra.overrides.hydra)
+    assert marks["AGNEWS_THREADS"] == "'2'" and marks["AGNEWS_GPU_SLOTS"] == "'2x2'"
+    assert "4 jobs at once on 8 cores" in marks["AGNEWS_THREADS_WHY"]
+
+    few = compose(["hydra/launcher=joblib", "trainer.device=cpu"], with_hydra=True)  # n_jobs -1: every core
+    plan_resources(few, jobs=2)  # two jobs only: 4 threads each, and no GPU slots for CPU jobs
+    assert "++hydra.job.env_set.AGNEWS_THREADS='4'" in few.hydra.overrides.hydra
+    assert not [item for item in few.hydra.overrides.hydra if "GPU_SLOTS" in item]
+
+    basic = compose([], with_hydra=True)
+    plan_resources(basic, jobs=9)  # one job at a time: each a lone run that measures the machine itself
+    assert not [item for item in basic.hydra.overrides.hydra if "AGNEWS_THREADS" in item]
+
+
+def test_the_local_preset_runs_as_many_jobs_as_the_cores_memory_and_gpus_hold(monkeypatch):
+    monkeypatch.setattr(launchers, "usable_cores", lambda: 16)
+    monkeypatch.setattr(launchers, "available_memory", lambda: 12 * 2**30)
+    assert launchers.local_jobs("cpu", 1.5, 2.0) == 8  # 12 GiB / 1.5 GiB a job, though 16 cores
+    monkeypatch.setattr(launchers, "available_memory", lambda: 100 * 2**30)
+    assert launchers.local_jobs("cpu", 1.5, 2.0) == 16
+    monkeypatch.setattr(launchers, "gpu_slots", lambda device, gib: [5, 3] if device in ("auto", "cuda") else [])
+    assert launchers.local_jobs("auto", 1.5, 2.0) == 8  # two GPUs holding 5 and 3 jobs
+    assert launchers.local_jobs("cpu", 1.5, 2.0) == 16
+    assert launcher_config("hydra/launcher=local")["n_jobs"] >= 1  # the preset resolves on this machine
+
+
+def test_gpu_slots_go_round_the_devices_and_wait_when_all_are_taken(tmp_path):
+    import threading
+
+    from agnews.gpu_slots import gpu_slot, parse_slots, slots_value
+
+    assert slots_value(2, 4) == "2x2" and slots_value(3, 4) == "3x2" and parse_slots("2x2") == (2, 2)
+    assert parse_slots("") is None and parse_slots("0x1") is None
+    contexts = [gpu_slot(tmp_path, 2, 2) for _ in range(4)]
+    devices = [context.__enter__() for context in contexts]
+    assert devices == [0, 1, 0, 1]  # one on each device before a second on any
+    fifth: list[int] = []
+    waiter = threading.Thread(target=lambda: fifth.append(gpu_slot(tmp_path, 2, 2, poll_s=0.05).__enter__()))
+    waiter.start()
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive() and not fifth  # all four slots are held
+    contexts[1].__exit__(None, None, None)  # a job on device 1 ends
+    waiter.join(timeout=5)
+    assert fifth == [1]
+    for context in (contexts[0], *contexts[2:]):
+        context.__exit__(None, None, None)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +85,9 @@ def test_fine_tuning_never_changes_the_glove_matrix_later_jobs_start_from(
         [],
         ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.num_threads=1"],
         ["hydra/launcher=submitit_local"],
+        ["hydra/launcher=local"],
     ],
-    ids=["basic", "joblib", "submitit_local"],
+    ids=["basic", "joblib", "submitit_local", "local"],
 )
 def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, launcher, cli, read_summary, sweep_args):
     sweep_dir = tmp_path / "sweep"
@@ -99,6 +101,14 @@ def test_multirun_writes_summary_with_one_row_per_job(ag_news_dir, tmp_path, lau
         assert float(row["test_acc"]) == results["metrics"]["test_acc"]
         assert float(row["best_val_acc"]) == results["metrics"]["best_val_acc"]
         assert row["epochs"] == "1"
+    # A line as each job ends, wherever it ran, and one at the end.
+    output = completed.stdout + completed.stderr
+    assert re.search(
+        r"Job [01] completed \| 1/2 done: 1 completed, 0 failed, 0 diverged \| \d+:\d\d elapsed, about", output
+    )
+    assert re.search(r"Job [01] completed \| 2/2 done: 2 completed, 0 failed, 0 diverged \| \d+:\d\d elapsed\n", output)
+    assert "Sweep ended: 2/2 jobs ended (2 completed, 0 failed, 0 diverged) in " in output
+    assert f"summary: {sweep_dir / 'summary.csv'}" in output
 
 
 @pytest.mark.slow
@@ -119,6 +129,7 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(ag_news_dir, tmp_path, cli
     assert [row["status"] for row in rows] == ["failed", "completed"]
     assert "missing" in rows[0]["error"] and "train.csv" in rows[0]["error"]
     assert "1 of 2 jobs did not complete" in completed.stderr + completed.stdout
+    assert "Job 0 failed | 1/2 done: 0 completed, 1 failed, 0 diverged" in completed.stderr + completed.stdout
 
 
 @pytest.mark.slow

@@ -9,9 +9,11 @@ raised in a callback into a warning and goes on, so a refusal is a SystemExit.
 
 from __future__ import annotations
 
+import functools
+import logging
 import sys
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from agnews.storage import AgnewsError
 
@@ -42,6 +44,22 @@ def refused() -> bool:
     """Whether this command refused its launch: Hydra 1.4 still calls the callbacks' on_multirun_end then,
     which must then change nothing."""
     return _refused
+
+
+def guarded(step: Callable[..., None]) -> Callable[..., None]:
+    """For a callback's step that must happen (a check before launching, the summary after): Hydra turns an
+    exception raised in a callback into a warning and goes on, so a bug there would let a launch go unchecked,
+    or end a sweep with status 0. Here it stops the command instead, with the traceback logged."""
+
+    @functools.wraps(step)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            step(*args, **kwargs)
+        except Exception as error:
+            logging.getLogger(step.__module__).exception("%s failed", step.__qualname__)
+            refuse(f"{step.__qualname__} failed ({type(error).__name__}: {error}); nothing more was done")
+
+    return run
 
 
 def refuse_on_error(make: Callable[[], T]) -> T:

@@ -24,7 +24,8 @@ from agnews.locks import FolderClaim, SharedFolderClaim, claim_folder
 from agnews.results import BASIC_SWEEPER, RESULTS_FILE
 from agnews.run_folder import Action, decide
 from agnews.storage import AgnewsError, resolve_cache_dir
-from agnews.sweep import refuse, refuse_on_error, refused, start_launch
+from agnews.sweep import guarded, refuse, refuse_on_error, refused, start_launch
+from agnews.sweep.launchers import plan_resources
 from agnews.sweep.plan import compose_job, mark_launch, planned_jobs, without_hydra
 from agnews.sweep.study import STUDY_SWEEPER
 
@@ -50,6 +51,7 @@ class FolderGuard(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._claim = None
 
+    @guarded
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
         from agnews.devices import check_device  # torch: only where a run is launched
@@ -63,6 +65,7 @@ class FolderGuard(Callback):
         if problem:
             refuse(f"{run_dir} {problem}")
 
+    @guarded
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         start_launch()
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -81,6 +84,8 @@ class FolderGuard(Callback):
             for job_dir in sorted(path for path in sweep_dir.iterdir() if path.is_dir()):
                 if problem := _links_out(job_dir, hydra_files=_hydra_files(config)):
                     refuse(f"{job_dir} {problem}")
+            batch = config.hydra.sweeper.get("n_jobs") if shared else None  # agnews' search: trials at once
+            plan_resources(config, int(batch) if batch else None)
             return
         problems = []
         planned: dict[str, str] = {}  # job folder (relative to the sweep) -> the first job's label
@@ -126,6 +131,7 @@ class FolderGuard(Callback):
             if len(problems) > MAX_LISTED:
                 listed.append(f"... and {len(problems) - MAX_LISTED} more")
             refuse(f"nothing was launched, nothing in {sweep_dir} was changed:\n  " + "\n  ".join(listed))
+        plan_resources(config, len(jobs))
         recorded = {path.parent.relative_to(sweep_dir).as_posix() for path in sweep_dir.glob(f"**/{RESULTS_FILE}")}
         others = sorted(recorded - set(planned), key=lambda name: (len(name), name))
         if others:

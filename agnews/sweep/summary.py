@@ -15,7 +15,7 @@ from agnews.report.summary_csv import report_incomplete, write_summary
 from agnews.report.sweep import SUMMARY_FILE
 from agnews.results import BASIC_SWEEPER, JobRecord, RunStatus
 from agnews.storage import AgnewsError
-from agnews.sweep import launched_jobs, refused
+from agnews.sweep import guarded, launched_jobs, refused
 from agnews.sweep.plan import declared_sweep_keys, launch_id
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ def earlier_launches(jobs: list[JobRecord], this_launch: str | None) -> list[Job
 class SummaryCallback(Callback):
     """Hydra callback (conf/config.yaml: hydra.callbacks.summary)."""
 
+    @guarded
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         if refused():  # nothing was launched, and nothing in the folder may change
             return

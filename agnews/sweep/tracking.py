@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from agnews.config import LoggerConfig, LoggerName
-from agnews.sweep import refuse
+from agnews.sweep import guarded, refuse
 from agnews.tracking.tracker import MissingExtraError, require_packages
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,11 @@ def logger_config(config: DictConfig) -> LoggerConfig | None:
 
 
 class TrackingCallback(Callback):
+    @guarded
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check(logger_config(config))
 
+    @guarded
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         logger = logger_config(config)
         _check(logger)
