@@ -166,8 +166,8 @@ class TrainerConfig:
     patience: int | None = None  # stop after this many epochs without a better val accuracy; null: never
     checkpoint: bool = True  # save a resumable checkpoint.pt after every epoch (removed when the run ends)
     progress_bar: bool = True
-    # CPU threads for torch; null keeps torch's default (all cores). Set cores / n_jobs when several jobs
-    # share a machine (joblib launcher): oversubscribed OpenMP threads slow the LSTM down by 10x and more.
+    # CPU threads for torch; null: agnews chooses (agnews/threads.py): a job's share of the cores when several
+    # run at once here, what a cluster reserved, else the cores no other process keeps busy.
     num_threads: int | None = None
     # A run diverges when its training loss is not finite, or when the median loss of a stretch of
     # batches (DIVERGENCE_WINDOW in train.py) exceeds this: chance level for 4 classes is ln 4 = 1.39, so

@@ -91,9 +91,10 @@ def search_config() -> Any:
 @pytest.fixture
 def agnews_study(tmp_path: Path) -> StoredStudy:
     """The study a bilstm_glove50_optuna search leaves in its sweep folder, made with Optuna's public API:
-    8 completed trials whose accuracy depends mostly on the learning rate and hidden size, a trial that
-    failed as agnews reports one (completed with -inf, the worst value), one Optuna marks failed and one
-    pruned. The test reads its expectations from the stored study, so a real tiny search can replace this."""
+    8 completed trials whose accuracy depends mostly on the learning rate and hidden size, one that failed and
+    one that the study's pruner stopped after its second epoch (agnews reports its best validation accuracy so
+    far after each epoch). The test reads its expectations from the stored study, so a real tiny search can
+    replace this."""
     sweeper = search_config()
     assert set(DISTRIBUTIONS) == set(sweeper.params), "DISTRIBUTIONS must follow the search's params"
     sweep_dir = tmp_path / "multirun" / "optuna_bilstm_glove50"
@@ -118,9 +119,8 @@ def agnews_study(tmp_path: Path) -> StoredStudy:
     ]:
         accuracy = 0.80 + 0.015 * (math.log10(lr) + 4) + 0.005 * (hidden // 64).bit_length() - 0.02 * dropout
         trial(lr, hidden, dropout, embedding_dropout, freeze, value=accuracy)
-    trial(1e-2, 256, 0.0, 0.0, False, value=-math.inf)  # diverged: agnews reports the worst value
-    trial(1e-2, 128, 0.1, 0.1, False, state=optuna.trial.TrialState.FAIL)
-    trial(1e-4, 64, 0.6, 0.6, True, state=optuna.trial.TrialState.PRUNED, intermediate_values={0: 0.5})
+    trial(1e-2, 128, 0.1, 0.1, False, state=optuna.trial.TrialState.FAIL)  # failed or diverged
+    trial(1e-4, 64, 0.6, 0.6, True, state=optuna.trial.TrialState.PRUNED, intermediate_values={1: 0.5, 2: 0.52})
     return StoredStudy(sweep_dir=sweep_dir, storage=storage, name=sweeper.study_name)
 
 
