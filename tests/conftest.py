@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,25 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
         )
 
     return run
+
+
+def _stopped_run(arguments: list[str], when: Path, stop: int = 15) -> tuple[int, str]:
+    command = [sys.executable, "-m", "agnews.run", *arguments]
+    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not when.exists():
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()[0][-2000:]
+        time.sleep(0.05)
+    run.send_signal(stop)
+    output = run.communicate(timeout=60)[0]  # Hydra logs to stdout
+    return run.returncode, output
+
+
+@pytest.fixture(scope="session")
+def stopped_run() -> Callable[..., tuple[int, str]]:
+    """stopped_run(arguments, when, stop=SIGTERM): `python -m agnews.run *arguments` as a user would start it,
+    sent signal `stop` once the file `when` exists (a checkpoint: mid-run); (exit status, its output)."""
+    return _stopped_run
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -201,24 +199,12 @@ def test_a_search_without_its_packages_names_the_extra(tmp_path, cli, search_arg
 
 
 @pytest.mark.slow
-def test_a_trial_stopped_by_sigterm_says_it_will_not_be_resumed(make_ag_news, tmp_path, repo, search_args):
+def test_a_trial_stopped_by_sigterm_says_it_will_not_be_resumed(tmp_path, search_args, stopped_run):
     pytest.importorskip("optuna")
     sweep_dir = tmp_path / "search"
     arguments = [*search_args(sweep_dir, 1), "trainer.epochs=50", "trainer.patience=null"]
-    search = subprocess.Popen(
-        [sys.executable, "-m", "agnews.run", *arguments],
-        cwd=repo,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (sweep_dir / "0" / "checkpoint.pt").exists():
-        assert search.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    search.send_signal(signal.SIGTERM)
-    output = search.communicate(timeout=60)[0]
-    assert search.returncode == 143, output[-2000:]
+    returncode, output = stopped_run(arguments, sweep_dir / "0" / "checkpoint.pt")
+    assert returncode == 143, output[-2000:]
     assert "resume=true" not in output and "Traceback" not in output
     assert f"Stopped by SIGTERM. {sweep_dir / '0'} is recorded interrupted; a search never resumes its trials" in output
     assert "running the same command again adds new trials" in output

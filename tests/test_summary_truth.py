@@ -383,25 +383,13 @@ def test_files_a_killed_write_left_behind_are_removed_when_the_run_resumes(tmp_p
     ids=["ctrl-c", "sigterm"],
 )
 def test_a_stopped_run_records_itself_interrupted_and_resumes(
-    make_ag_news, tmp_path, repo, cli, stop, exit_status, error
+    make_ag_news, tmp_path, cli, stopped_run, stop, exit_status, error
 ):
     data_dir = make_ag_news("data", train_per_class=400, test_per_class=20)
     run_dir = tmp_path / "run"
     args = [f"data.dir={data_dir}", "trainer.epochs=6", "trainer.progress_bar=false", f"hydra.run.dir={run_dir}"]
-    run = subprocess.Popen(
-        [sys.executable, "-m", "agnews.run", *args],
-        cwd=repo,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (run_dir / CHECKPOINT_FILE).exists():
-        assert run.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    run.send_signal(stop)
-    output = run.communicate(timeout=60)[0]  # Hydra logs to stdout
-    assert run.returncode == exit_status, output[-2000:]
+    returncode, output = stopped_run(args, run_dir / CHECKPOINT_FILE, stop)
+    assert returncode == exit_status, output[-2000:]
     assert "Traceback" not in output and "run the same command with resume=true" in output
     recorded = json.loads((run_dir / "results.json").read_text())
     assert recorded["status"] == "interrupted" and len(recorded["history"]) >= 1

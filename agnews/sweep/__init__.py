@@ -1,10 +1,12 @@
 """What runs in Hydra's launching process, before and after a command's jobs: the folder guard and the launch
-check (guard, plan), summary.csv when a sweep ends (summary), the Optuna search's study (study), the tracking
-extras and shared MLflow store (tracking), and the launcher presets' resolvers (launchers). The only code
+check (guard, plan), how jobs share the machine (launchers), the lines that say how far a sweep has got
+(progress), summary.csv when a sweep ends (summary), agnews' Optuna sweeper and its study (search, study; the
+study's pruning runs in each job), and the tracking extras and shared MLflow store (tracking). The only code
 besides the entry point (agnews.run) and the config schemas that imports Hydra.
 
 One way to refuse a launch: `refuse(message)`, one line on stderr and exit status 2. Hydra turns an exception
-raised in a callback into a warning and goes on, so a refusal is a SystemExit.
+raised in a callback into a warning and goes on, so a refusal is a SystemExit, and a callback step that must
+happen is `guarded`.
 """
 
 from __future__ import annotations

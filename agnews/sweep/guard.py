@@ -4,9 +4,10 @@ Hydra writes `.hydra/` into a run folder and `multirun.yaml` into a sweep folder
 command that agnews would refuse (a second sweep into a busy folder, a resume whose jobs differ from the
 folder's) has already rewritten the other command's files by the time the run could object. This
 callback objects first: it claims the folder for the launching command (atomically, see
-storage.FolderClaim) and, for Hydra's basic sweeper, composes every planned job (sweep.plan) and asks the
+locks.FolderClaim) and, for Hydra's basic sweeper, composes every planned job (sweep.plan) and asks the
 run folder's rule (run_folder.decide) about each. A refusal is one message and exit status 2, with nothing
-written. It also gives the launch its id (sweep.plan.mark_launch).
+written. It also gives the launch its id (sweep.plan.mark_launch) and plans how its jobs share this machine's
+cores and GPUs (sweep.launchers.plan_resources).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class FolderGuard(Callback):
 
     @guarded
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        start_launch()
         run_dir = Path(config.hydra.run.dir)
         from agnews.devices import check_device  # torch: only where a run is launched
 
