@@ -142,3 +142,14 @@ def test_gpu_check_measures_real_runs_when_told_to_use_the_cpu(ag_news_dir, caps
         if row["status"] == "completed":
             assert row["epochs"] >= 1 and row["samples_per_s"] > 0 and 0 <= row["test_acc"] <= 1
     assert not list(isolated_cache.rglob("*300d*"))  # the synthetic GloVe's cache went with its temporary file
+
+
+@pytest.mark.slow
+def test_the_sweep_benchmark_puts_launchers_and_thread_counts_side_by_side(ag_news_dir, cli):
+    overrides = [f"data.dir={ag_news_dir}", "data.val_fraction=0.25", "trainer.epochs=1", "trainer.batch_size=16"]
+    done = cli("agnews.bench.sweeps", *overrides, "seed=0,1", "--busy", "0", "--threads", "1", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert [line.split()[:2] for line in lines if line.startswith("0 ")][:2] == [["0", "basic"], ["0", "local"]]
+    assert "identical" in done.stdout  # the same seeds and threads per job: the same accuracies
+    assert "unset (agnews chooses)" in done.stdout and "trainer.num_threads" in done.stdout
