@@ -301,8 +301,10 @@ def test_a_database_of_something_else_is_refused_untouched(tmp_path, capsys):
     assert (tmp_path / "optuna.db").read_bytes() == before
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "tpe_parallel", "gp", "random"])
-@pytest.mark.parametrize("pruner", ["none", "median", "successive_halving"])
+@pytest.mark.parametrize(
+    ("sampler", "pruner"),
+    [("tpe", "none"), ("tpe_parallel", "median"), ("gp", "successive_halving"), ("random", "median")],
+)
 def test_sampler_and_pruner_presets_build_optuna_objects(sampler, pruner):
     optuna = pytest.importorskip("optuna")
     from hydra.utils import instantiate
@@ -315,8 +317,18 @@ def test_sampler_and_pruner_presets_build_optuna_objects(sampler, pruner):
         with_hydra=True,
     ).hydra.sweeper
     assert sweeper._target_ == "agnews.sweep.search.StudySweeper"
-    assert isinstance(instantiate(sweeper.sampler, _execution_whitelist_=SAMPLERS), optuna.samplers.BaseSampler)
-    assert isinstance(instantiate(sweeper.pruner, _execution_whitelist_=PRUNERS), optuna.pruners.BasePruner)
+    sampler = instantiate(sweeper.sampler, _execution_whitelist_=SAMPLERS)
+    pruner = instantiate(sweeper.pruner, _execution_whitelist_=PRUNERS)
+    assert isinstance(sampler, optuna.samplers.BaseSampler) and isinstance(pruner, optuna.pruners.BasePruner)
+    study = optuna.create_study(sampler=sampler, pruner=pruner, direction="maximize")  # they work, past startup
+    space = {
+        "lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+        "freeze": optuna.distributions.CategoricalDistribution([False, True]),
+    }
+    for _ in range(7):
+        trial = study.ask(space)
+        trial.report(0.5, step=1)
+        study.tell(trial, 0.9 - abs(trial.params["lr"] - 3e-3))
 
 
 def test_the_search_sweeper_is_a_hydra_plugin():
