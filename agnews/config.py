@@ -13,7 +13,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-from agnews.data.embeddings import embedding_kind
+from agnews.embeddings import embedding_kind
 from agnews.storage import AgnewsError
 
 AG_NEWS_BASE_URL = "https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv"
@@ -97,7 +97,7 @@ class DataConfig:
 @dataclass
 class EmbeddingConfig:
     name: str = MISSING  # how summary.csv and the report label this embedding: every option names itself
-    kind: str = "learned"  # one of agnews.data.embeddings.KINDS: learned, glove
+    kind: str = "learned"  # one of agnews.embeddings.KINDS: learned, glove
     dim: int = 32
     freeze: bool = False  # keep pretrained vectors fixed (glove) instead of fine-tuning them
     path: str | None = None  # local GloVe file: .txt, .txt.gz or a .zip holding glove.6B.<dim>d.txt

@@ -23,11 +23,11 @@ import torch
 from agnews import checkpoint
 from agnews.config import AppConfig, EmbeddingConfig, OovInit, to_plain_dict
 from agnews.data import ag_news
-from agnews.data.embeddings import embedding_kind
 from agnews.data.glove import EmbeddingMatrix, build_embedding_matrix
 from agnews.data.prepare import data_key, prepare_data
 from agnews.data.text import Vocab
 from agnews.devices import check_device
+from agnews.embeddings import embedding_kind
 from agnews.locks import claim_folder
 from agnews.model import build_model, count_parameters
 from agnews.results import (
@@ -58,7 +58,7 @@ _last_embedding: dict[tuple, EmbeddingMatrix] = {}
 def prepare_embedding(
     config: EmbeddingConfig, vocab: Vocab, cache_dir: Path, seed: int, progress: bool = True
 ) -> EmbeddingMatrix | None:
-    """The matrix of pretrained vectors for `vocab` that the embedding's kind gives (data.embeddings), or None
+    """The matrix of pretrained vectors for `vocab` that the embedding's kind gives (agnews.embeddings), or None
     for a kind trained from scratch."""
     kind = embedding_kind(config.kind)
     if not kind.pretrained:

@@ -227,7 +227,7 @@ def run_metrics(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _embedding_kind(results: dict[str, Any]) -> dict[str, Any]:
-    """The kind of embedding a run started from, as it recorded it (agnews.data.embeddings); for a run recorded
+    """The kind of embedding a run started from, as it recorded it (agnews.embeddings); for a run recorded
     before kinds were recorded, what its config's kind meant then: learned, or GloVe."""
     recorded = results.get("embedding_kind")
     if isinstance(recorded, dict) and {"name", "label", "pretrained"} <= recorded.keys():

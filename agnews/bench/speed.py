@@ -44,10 +44,10 @@ from agnews.bench.synthetic_glove import write_synthetic_glove
 from agnews.config import AppConfig, Pooling, compose_config
 from agnews.data.ag_news import CLASS_NAMES
 from agnews.data.batches import batch_indices, equal_length_batches
-from agnews.data.embeddings import GLOVE
 from agnews.data.glove import load_glove
 from agnews.data.prepare import prepare_data
 from agnews.devices import autocast_dtype, select_device
+from agnews.embeddings import GLOVE
 from agnews.experiment import prepare_embedding
 from agnews.model import build_model
 from agnews.storage import AgnewsError, resolve_cache_dir

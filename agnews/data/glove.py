@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from agnews.config import GLOVE_6B_URLS, EmbeddingConfig, OovInit
-from agnews.data.embeddings import GLOVE_6B_DIMS
 from agnews.data.glove_sources import GloveError, download_zip, read_glove_file, read_kumo, read_zip
 from agnews.data.text import PAD, UNK
+from agnews.embeddings import GLOVE_6B_DIMS
 from agnews.locks import file_lock
 from agnews.storage import atomic_write, atomic_write_text, file_sha256, remove_stale_temporaries
 
@@ -98,7 +98,7 @@ def load_glove(
 
 
 def vectors_for(config: EmbeddingConfig, cache_dir: Path, progress: bool = True) -> WordVectors:
-    """The GloVe vectors an embedding config asks for (the glove kind's loader, data.embeddings)."""
+    """The GloVe vectors an embedding config asks for (the glove kind's loader, agnews.embeddings)."""
     return load_glove(config.dim, cache_dir, path=config.path, urls=config.urls, progress=progress)
 
 

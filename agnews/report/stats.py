@@ -32,7 +32,7 @@ RUN_COLUMNS = (
     "error",
     "embedding",
     "embedding_dim",
-    "embedding_kind",  # the kind's name (agnews.data.embeddings), as the run recorded it
+    "embedding_kind",  # the kind's name (agnews.embeddings), as the run recorded it
     "embedding_label",  # how the report names the kind: GloVe
     "pretrained",  # False: trained from scratch, the baseline pretrained kinds are compared with
     "seed",

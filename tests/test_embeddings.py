@@ -1,4 +1,4 @@
-"""Embedding kinds: one definition each (agnews.data.embeddings) that the config, the run and the report all
+"""Embedding kinds: one definition each (agnews.embeddings) that the config, the run and the report all
 read. A kind registered here, in the test alone, trains and gets its own row, words and line in the report."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from agnews.config import EmbeddingConfig
-from agnews.data.embeddings import KINDS, EmbeddingKind, embedding_kind, register_kind
 from agnews.data.glove import WordVectors
+from agnews.embeddings import KINDS, EmbeddingKind, embedding_kind, register_kind
 from agnews.experiment import run_experiment
 from agnews.report.findings import findings
 from agnews.report.plots import plot_accuracy_vs_dim
