@@ -53,3 +53,35 @@ def test_importing_the_report_and_tracking_loads_no_hydra(repo):
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", script], cwd=repo, check=True)
+
+
+def test_the_hydra_internals_agnews_leans_on_are_still_there():
+    """What agnews uses of Hydra beyond its public API, each for a reason said where it is used: expanding a basic
+    sweep before it runs (BasicSweeper.split_arguments, the launch check) and composing one planned job
+    (load_sweep_config); and the class paths it compares hydra.sweeper/launcher._target_ with. Fail here,
+    plainly, when Hydra changes them."""
+    from omegaconf import OmegaConf
+
+    from agnews.config import compose
+    from agnews.results import BASIC_SWEEPER
+    from agnews.sweep.guard import LOCAL_LAUNCHERS
+    from agnews.sweep.launchers import JOBLIB_LAUNCHER
+    from agnews.sweep.plan import planned_jobs
+
+    config = compose([], with_hydra=True)
+    assert config.hydra.sweeper._target_ == BASIC_SWEEPER
+    assert config.hydra.launcher._target_ == LOCAL_LAUNCHERS[0]
+    assert (
+        compose(["hydra/launcher=joblib"], with_hydra=True).hydra.launcher._target_
+        == JOBLIB_LAUNCHER
+        == LOCAL_LAUNCHERS[1]
+    )
+    launch = OmegaConf.create(
+        {"hydra": {"sweeper": {}, "overrides": {"task": ["seed=0,1", "embedding=learned,glove50"]}}}
+    )
+    assert planned_jobs(launch) == [
+        ["seed=0", "embedding=learned"],
+        ["seed=0", "embedding=glove50"],
+        ["seed=1", "embedding=learned"],
+        ["seed=1", "embedding=glove50"],
+    ]

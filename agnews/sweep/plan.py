@@ -43,6 +43,8 @@ def launch_job(hydra_config: DictConfig) -> str | None:
 
 def planned_jobs(config: DictConfig) -> list[list[str]]:
     """The override lists Hydra's basic sweeper will launch, in job-number order (its own expansion)."""
+    # Private: Hydra has no public way to expand a sweep before it runs, and the guard must check every job
+    # before Hydra writes anything (tests/test_structure.py fails loudly if Hydra changes it).
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
