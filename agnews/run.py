@@ -94,8 +94,8 @@ def _run_job(cfg: DictConfig, hydra_config: DictConfig, run_dir: Path, sweep: di
         how = "Stopped by SIGTERM" if isinstance(stopped, Terminated) else "Interrupted"
         if sweep is not None and sweep["sweeper"] != BASIC_SWEEPER:
             log.error(
-                "%s. %s is recorded interrupted; a search never resumes its trials: this one stays unfinished in "
-                "the study, and running the same command again adds new trials.",
+                "%s. %s is recorded interrupted; a search never resumes its trials: the study counts this one as "
+                "failed, and running the same command again adds new trials.",
                 how,
                 run_dir,
             )

@@ -207,7 +207,8 @@ def test_a_trial_stopped_by_sigterm_says_it_will_not_be_resumed(tmp_path, search
     assert returncode == 143, output[-2000:]
     assert "resume=true" not in output and "Traceback" not in output
     assert f"Stopped by SIGTERM. {sweep_dir / '0'} is recorded interrupted; a search never resumes its trials" in output
-    assert "running the same command again adds new trials" in output
+    assert "the study counts this one as failed, and running the same command again adds new trials" in output
+    assert [trial.state.name for trial in load_study(sweep_dir).trials] == ["FAIL"]  # not RUNNING forever
 
 
 @pytest.mark.slow
