@@ -194,6 +194,7 @@ class SharedFolderClaim:
         self.folder = Path(folder)
         self._fd: int | None = None
         self._exclusive: FolderClaim | None = None
+        self.created = False  # whether claiming it made the folder
 
     def acquire(self, what: str = "folder", choose: str = "choose another folder") -> SharedFolderClaim:
         try:
@@ -202,6 +203,7 @@ class SharedFolderClaim:
             self._exclusive = FolderClaim(self.folder).acquire(what, choose)
             return self
         try:
+            self.created = not self.folder.exists()
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.folder / CLAIM_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
@@ -227,7 +229,26 @@ class SharedFolderClaim:
             self._fd = None
 
     def abandon(self) -> None:
-        self.release()  # other commands may share it: the folder stays
+        """Release the claim of a command that was refused. A folder the claim made goes too, unless another
+        command shares it by now (then our shared lock cannot become an exclusive one)."""
+        if self._exclusive is not None:
+            self._exclusive.abandon()
+            self._exclusive = None
+            return
+        if self.created and self._fd is not None:
+            import fcntl
+
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            else:
+                for name in (OWNER_FILE, CLAIM_FILE):
+                    (self.folder / name).unlink(missing_ok=True)
+        self.release()
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()  # only if empty
 
     def __enter__(self) -> SharedFolderClaim:
         return self

@@ -126,6 +126,7 @@ REFUSALS = {  # problem: (extra arguments, trials, what the message says)
     "test split": (["data.validation=test"], 1, "choose its trials on the test split"),
     "no trials": ([], 0, "hydra.sweeper.n_trials=0: a search needs at least one trial"),
     "storage that is no database": ([], 1, "optuna.db is not an Optuna study database ("),
+    "bad seed": (["seed=-1"], 1, "config error: seed must be in 0 .. 4294967295"),
 }
 
 
@@ -147,8 +148,10 @@ def test_a_search_that_would_go_wrong_is_refused_before_any_trial(tmp_path, cli,
     assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
     if problem == "storage that is no database":
         assert (sweep_dir / "optuna.db").read_text() == "not a database\n"
-    else:
+    elif problem == "folder the study does not know":
         assert not (sweep_dir / "optuna.db").exists()
+    else:  # a folder the refused command made goes with it
+        assert not sweep_dir.exists(), sorted(path.name for path in sweep_dir.iterdir())
     assert not (sweep_dir / "1").exists() and not (sweep_dir / "summary.csv").exists()
 
 

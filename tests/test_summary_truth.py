@@ -67,6 +67,22 @@ def test_a_claimed_folder_refuses_a_second_process_and_frees_when_it_dies(tmp_pa
     claim_folder(tmp_path / "run").release()
 
 
+def test_a_refused_search_leaves_no_folder_unless_another_search_shares_it(tmp_path):
+    fresh = claim_folder(tmp_path / "alone", shared=True)
+    fresh.abandon()  # refused: the folder it made goes
+    assert not (tmp_path / "alone").exists()
+    first = claim_folder(tmp_path / "shared", shared=True)
+    second = claim_folder(tmp_path / "shared", shared=True)  # another search on the same study
+    first.abandon()  # refused while the other works there: its folder and claim stay
+    assert sorted(path.name for path in (tmp_path / "shared").iterdir()) == [".agnews.lock", ".agnews.owner"]
+    with pytest.raises(FolderBusyError):
+        claim_folder(tmp_path / "shared")  # the other's shared claim still holds off an exclusive one
+    second.release()
+    (tmp_path / "kept").mkdir()
+    claim_folder(tmp_path / "kept", shared=True).abandon()  # a folder that was there before stays
+    assert (tmp_path / "kept").is_dir()
+
+
 @pytest.mark.slow
 def test_a_second_command_into_a_busy_folder_fails_before_hydra_writes_there(
     ag_news_dir, tmp_path, cli, hold_claim, sweep_args
