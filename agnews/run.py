@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from agnews.config import AppConfig, ConfigError, config_source, register_configs, to_app_config
 from agnews.experiment import Terminated, run_experiment
 from agnews.gpu_slots import GPU_SLOTS, gpu_slot, parse_slots
+from agnews.locks import FolderBusyError
 from agnews.results import BASIC_SWEEPER, RunStatus, read_run_results
 from agnews.storage import AgnewsError
 from agnews.sweep.launchers import register_resolvers, require_launcher
@@ -66,11 +67,15 @@ def main(cfg: DictConfig) -> float:
     if in_sweep:
         sweep_dir = Path(hydra_config.runtime.cwd) / hydra_config.sweep.dir  # as the launching process sees it
         sweep = {"dir": str(sweep_dir), "job": hydra_config.job.num, "sweeper": hydra_config.sweeper.get("_target_")}
-    started, status = time.monotonic(), RunStatus.failed.value
+    started, status, ours = time.monotonic(), RunStatus.failed.value, True
     try:
         return _run_job(cfg, hydra_config, run_dir, sweep, in_sweep)
-    finally:  # for the launch's progress lines, wherever this job runs
-        if in_sweep:
+    except FolderBusyError as error:  # another command runs in the job's folder: nothing there is this job's
+        ours = False
+        log.error("Job failed: %s", error)
+        return failed_objective(hydra_config.sweeper)
+    finally:  # for the launch's progress lines, wherever this job runs (not in another command's folder)
+        if in_sweep and ours:
             note_job_end(run_dir, launch_job(hydra_config), _ended_as(run_dir, status), time.monotonic() - started)
 
 
@@ -111,6 +116,8 @@ def _run_job(cfg: DictConfig, hydra_config: DictConfig, run_dir: Path, sweep: di
         # results.json already says failed. In a sweep, the other jobs still run and the summary callback
         # reports this one; alone, a user-fixable error is shown as its message, not a traceback.
         if in_sweep:
+            if isinstance(error, FolderBusyError):
+                raise
             log.error("Job failed: %s", error, exc_info=not isinstance(error, AgnewsError))
             return failed_objective(hydra_config.sweeper)
         if not isinstance(error, AgnewsError):

@@ -24,7 +24,7 @@ from agnews.predict import load_predictor
 from agnews.report.summary_csv import write_summary
 from agnews.results import BASIC_SWEEPER, CHECKPOINT_FILE, MODEL_FILE
 from agnews.storage import AgnewsError
-from agnews.sweep import start_launch
+from agnews.sweep import record_launched, start_launch
 from agnews.sweep.summary import SummaryCallback
 from agnews.train import DIVERGENCE_WINDOW, DivergedError, DivergenceMonitor
 
@@ -220,6 +220,21 @@ def test_a_corrupt_results_json_is_listed_as_unreadable_and_fails_the_sweep(
 
     rebuilt = cli("agnews.report", "--summary", sweep_dir)  # the same, from the command line
     assert rebuilt.returncode == 1 and "Job 1 unreadable" in rebuilt.stderr
+
+
+def test_a_job_whose_folder_another_command_took_fails_the_sweep(tmp_path, tiny_config, caplog):
+    # While job 0 of seed=0,1,2 ran, a single run was started into the folder job 1 was planned for: job 1 was
+    # refused there, and the folder holds that single run, which the summary lists as a copy. Job 2 never ran.
+    sweep_dir = tmp_path / "sweep"
+    run_experiment(tiny_config(trainer={"epochs": 1}), sweep_dir / "0", ["seed=0"], job_of(sweep_dir, 0))
+    run_experiment(tiny_config(seed=1, trainer={"epochs": 1}), sweep_dir / "1", ["seed=1"])
+    config = launch_config(sweep_dir)
+    record_launched({"0", "1", "2"})  # what the launch check planned
+    with pytest.raises(SystemExit) as exited:
+        SummaryCallback().on_multirun_end(config)
+    assert exited.value.code == 1
+    assert "Job 1 did not run: its folder holds another command's run" in caplog.text
+    assert f"Job 2 did not run: its folder {sweep_dir / '2'} holds no run" in caplog.text
 
 
 def test_a_summary_that_cannot_be_written_fails_the_sweep(ag_news_dir, tmp_path, tiny_config):

@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 _refused = False
-_launched: set[str] = set()  # the job folders this command launched (a search's trial numbers)
+_launched: set[str] = set()  # the job folders this command launched, relative to the sweep folder
 
 
 def start_launch() -> None:
@@ -73,8 +73,9 @@ def refuse_on_error(make: Callable[[], T]) -> T:
 
 
 def record_launched(jobs: set[str]) -> None:
-    """A search notes the job folders it launched: summary.csv lists every job of the folder, but only these
-    decide the command's exit status (other commands' trials, earlier or still running, do not)."""
+    """The launch check notes the job folders it planned, and a search the trials it launched: summary.csv lists
+    every job of the folder, but these decide the command's exit status (other commands' trials, earlier or still
+    running, do not; a planned job whose folder holds another command's run, or nothing, fails it)."""
     _launched.update(jobs)
 
 

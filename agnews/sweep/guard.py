@@ -25,7 +25,7 @@ from agnews.locks import FolderClaim, SharedFolderClaim, claim_folder
 from agnews.results import BASIC_SWEEPER, RESULTS_FILE
 from agnews.run_folder import Action, decide
 from agnews.storage import AgnewsError, resolve_cache_dir
-from agnews.sweep import guarded, refuse, refuse_on_error, refused, start_launch
+from agnews.sweep import guarded, record_launched, refuse, refuse_on_error, refused, start_launch
 from agnews.sweep.launchers import plan_resources
 from agnews.sweep.plan import compose_job, mark_launch, planned_jobs, without_hydra
 from agnews.sweep.study import STUDY_SWEEPER
@@ -133,6 +133,7 @@ class FolderGuard(Callback):
             if len(problems) > MAX_LISTED:
                 listed.append(f"... and {len(problems) - MAX_LISTED} more")
             refuse(f"nothing was launched, nothing in {sweep_dir} was changed:\n  " + "\n  ".join(listed))
+        record_launched(set(planned))
         plan_resources(config, len(jobs))
         recorded = {path.parent.relative_to(sweep_dir).as_posix() for path in sweep_dir.glob(f"**/{RESULTS_FILE}")}
         others = sorted(recorded - set(planned), key=lambda name: (len(name), name))

@@ -60,5 +60,32 @@ class SummaryCallback(Callback):
                     SUMMARY_FILE,
                 )
             jobs = [job for job in jobs if job not in others]
-        if report_incomplete(jobs) and not stopping:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        missing = _launched_but_not_there(sweep_dir, jobs)
+        failed = report_incomplete([job for job in jobs if _relative(sweep_dir, job.folder) not in missing])
+        if (failed or missing) and not stopping:
             raise SystemExit(1)
+
+
+def _launched_but_not_there(sweep_dir: Path, jobs: list[JobRecord]) -> set[str]:
+    """Log every job this command launched whose folder holds no run of it: another command's run (a single run
+    started into the folder while the sweep ran), or nothing at all; return their folders."""
+    listed = {_relative(sweep_dir, job.folder): job for job in jobs}
+    missing = set()
+    for name in sorted(launched_jobs(), key=lambda name: (len(name), name)):
+        job = listed.get(name)
+        if job is None:
+            log.error("Job %s did not run: its folder %s holds no run", name, sweep_dir / name)
+        elif job.status == RunStatus.copy:
+            log.error("Job %s did not run: its folder holds another command's run, not this sweep's", name)
+        else:
+            continue
+        missing.add(name)
+    return missing
+
+
+def _relative(sweep_dir: Path, folder: Path) -> str:
+    try:
+        return folder.resolve().relative_to(sweep_dir.resolve()).as_posix()
+    except ValueError:
+        return folder.name
