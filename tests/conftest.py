@@ -12,6 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import csv
 import functools
 import http.server
+import signal
 import socket
 import subprocess
 import sys
@@ -218,7 +219,16 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
 
 def _stopped_run(arguments: list[str], when: Path, stop: int = 15) -> tuple[int, str]:
     command = [sys.executable, "-m", "agnews.run", *arguments]
-    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # As from a terminal: a test suite started in the background (`... &`, nohup) hands its children SIGINT ignored,
+    # and Python then never turns Ctrl-C into KeyboardInterrupt; the run would train on and exit 0.
+    run = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not when.exists():
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()[0][-2000:]
