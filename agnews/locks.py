@@ -13,7 +13,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import filelock
@@ -166,13 +166,7 @@ class FolderClaim:
     def abandon(self) -> None:
         """Release the claim of a command that was refused, leaving no trace of it: a folder the claim made, and
         that holds nothing else, goes too."""
-        if self.created and self._lock.is_locked:
-            for name in (OWNER_FILE, CLAIM_FILE):  # ours alone while we hold the claim
-                (self.folder / name).unlink(missing_ok=True)
-        self.release()
-        if self.created:
-            with contextlib.suppress(OSError):
-                self.folder.rmdir()  # only if empty
+        _leave_no_trace(self.folder, self.created, alone=self._lock.is_locked, release=self.release)
 
     def __enter__(self) -> FolderClaim:
         return self
@@ -182,6 +176,18 @@ class FolderClaim:
 
     def owner(self) -> str:
         return _describe_owner(self.folder / OWNER_FILE)
+
+
+def _leave_no_trace(folder: Path, created: bool, alone: bool, release: Callable[[], None]) -> None:
+    """A refused command's claim: its files go while it holds the folder alone, then the claim is released, and a
+    folder the claim made goes too if nothing else is in it."""
+    if created and alone:
+        for name in (OWNER_FILE, CLAIM_FILE):
+            (folder / name).unlink(missing_ok=True)
+    release()
+    if created:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
 
 
 class SharedFolderClaim:
@@ -235,20 +241,16 @@ class SharedFolderClaim:
             self._exclusive.abandon()
             self._exclusive = None
             return
+        alone = False
         if self.created and self._fd is not None:
             import fcntl
 
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
             except BlockingIOError:
                 pass
-            else:
-                for name in (OWNER_FILE, CLAIM_FILE):
-                    (self.folder / name).unlink(missing_ok=True)
-        self.release()
-        if self.created:
-            with contextlib.suppress(OSError):
-                self.folder.rmdir()  # only if empty
+        _leave_no_trace(self.folder, self.created, alone=alone, release=self.release)
 
     def __enter__(self) -> SharedFolderClaim:
         return self
